@@ -1,0 +1,1 @@
+//! spoke-proto

@@ -1,0 +1,1 @@
+//! spoke-e2e harness

@@ -1,0 +1,2 @@
+-- Schema `connection`: initial tables of the connection service.
+-- The platform's outbox and inbox tables come from spoke-platform's migrations (versions < 100).

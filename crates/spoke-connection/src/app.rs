@@ -1,0 +1,58 @@
+//! Wiring and lifecycle of the connection service.
+
+use std::net::SocketAddr;
+
+use spoke_platform::kafka::topics;
+use spoke_platform::service::{RunningService, ServiceHost};
+use spoke_proto::connection::v1::connection_service_server::ConnectionServiceServer;
+use tokio_util::sync::CancellationToken;
+
+use crate::Config;
+use crate::error::Result;
+use crate::grpc::ConnectionServiceImpl;
+
+/// The schema migrations of this service (versions >= 100; the platform owns < 100).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Topics this service produces to or consumes from (created at start-up when the broker allows).
+pub const TOPICS: &[topics::Topic] = &[topics::CONNECTION_EVENTS, topics::NOTIFICATIONS];
+
+/// A running connection service. Tests build it on port 0 and read the ports back.
+pub struct Application {
+    running: RunningService,
+}
+
+impl Application {
+    /// Connects to Postgres and Kafka, migrates, starts consumers and serves gRPC.
+    pub async fn build(config: Config) -> Result<Self> {
+        let mut host = ServiceHost::start("connection", &config.common, &MIGRATOR, TOPICS).await?;
+        crate::consumers::spawn(&mut host);
+        let svc = ConnectionServiceServer::with_interceptor(
+            ConnectionServiceImpl::new(host.pool.clone()),
+            host.authenticator.clone(),
+        );
+        let routes = tonic::service::Routes::new(svc);
+        let running = host.serve(&["spoke.connection.v1.ConnectionService"], routes);
+        Ok(Self { running })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.running.grpc_addr()
+    }
+
+    /// The bound admin HTTP address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.running.admin_addr()
+    }
+
+    /// Cancelling this token shuts the service down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.running.cancel_token()
+    }
+
+    /// Serves until SIGTERM/SIGINT or cancellation, then drains.
+    pub async fn run_until_stopped(self) -> Result<()> {
+        Ok(self.running.run_until_stopped().await?)
+    }
+}

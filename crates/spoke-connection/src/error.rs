@@ -1,0 +1,43 @@
+//! Errors of the connection service and their one mapping to gRPC status codes.
+
+use spoke_platform::ServiceError;
+
+/// What can go wrong in the connection service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; the message names the field.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The resource does not exist (in the caller's org).
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation needs a state it is not in; the message says what to do.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Postgres failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Infrastructure failed at start-up or while serving.
+    #[error(transparent)]
+    Platform(#[from] spoke_platform::Error),
+}
+
+/// Result alias of the connection service.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl ServiceError for Error {
+    fn grpc_code(&self) -> tonic::Code {
+        match self {
+            Error::InvalidArgument(_) => tonic::Code::InvalidArgument,
+            Error::NotFound(_) => tonic::Code::NotFound,
+            Error::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
+            Error::Database(_) | Error::Platform(_) => tonic::Code::Internal,
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        spoke_platform::into_status(e)
+    }
+}

@@ -1,0 +1,2 @@
+-- Schema `dedupe`: initial tables of the dedupe service.
+-- The platform's outbox and inbox tables come from spoke-platform's migrations (versions < 100).

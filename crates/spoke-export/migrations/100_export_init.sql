@@ -1,0 +1,2 @@
+-- Schema `export`: initial tables of the export service.
+-- The platform's outbox and inbox tables come from spoke-platform's migrations (versions < 100).

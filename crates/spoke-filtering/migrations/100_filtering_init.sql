@@ -1,0 +1,2 @@
+-- Schema `filtering`: initial tables of the filtering service.
+-- The platform's outbox and inbox tables come from spoke-platform's migrations (versions < 100).

@@ -1,0 +1,64 @@
+//! Wiring and lifecycle of the filtering service.
+
+use std::net::SocketAddr;
+
+use spoke_platform::kafka::topics;
+use spoke_platform::service::{RunningService, ServiceHost};
+use spoke_proto::filtering::v1::filtering_service_server::FilteringServiceServer;
+use tokio_util::sync::CancellationToken;
+
+use crate::Config;
+use crate::error::Result;
+use crate::grpc::FilteringServiceImpl;
+
+/// The schema migrations of this service (versions >= 100; the platform owns < 100).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Topics this service produces to or consumes from (created at start-up when the broker allows).
+pub const TOPICS: &[topics::Topic] = &[
+    topics::PROFILES,
+    topics::FILTERING_RUNS,
+    topics::CONNECTION_EVENTS,
+    topics::FILTERING_EVENTS,
+    topics::NOTIFICATIONS,
+];
+
+/// A running filtering service. Tests build it on port 0 and read the ports back.
+pub struct Application {
+    running: RunningService,
+}
+
+impl Application {
+    /// Connects to Postgres and Kafka, migrates, starts consumers and serves gRPC.
+    pub async fn build(config: Config) -> Result<Self> {
+        let mut host = ServiceHost::start("filtering", &config.common, &MIGRATOR, TOPICS).await?;
+        crate::consumers::spawn(&mut host);
+        let svc = FilteringServiceServer::with_interceptor(
+            FilteringServiceImpl::new(host.pool.clone()),
+            host.authenticator.clone(),
+        );
+        let routes = tonic::service::Routes::new(svc);
+        let running = host.serve(&["spoke.filtering.v1.FilteringService"], routes);
+        Ok(Self { running })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.running.grpc_addr()
+    }
+
+    /// The bound admin HTTP address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.running.admin_addr()
+    }
+
+    /// Cancelling this token shuts the service down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.running.cancel_token()
+    }
+
+    /// Serves until SIGTERM/SIGINT or cancellation, then drains.
+    pub async fn run_until_stopped(self) -> Result<()> {
+        Ok(self.running.run_until_stopped().await?)
+    }
+}

@@ -1,0 +1,2 @@
+-- Schema `mapping`: initial tables of the mapping service.
+-- The platform's outbox and inbox tables come from spoke-platform's migrations (versions < 100).

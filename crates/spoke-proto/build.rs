@@ -37,6 +37,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Methods a service has not built yet answer UNIMPLEMENTED without boilerplate.
+        .generate_default_stubs(true)
+        // Services grow method by method: unimplemented methods answer UNIMPLEMENTED
+        // instead of every service having to stub the whole trait.
+        .generate_default_stubs(true)
         .compile_fds(fds)?;
     Ok(())
 }

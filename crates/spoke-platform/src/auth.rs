@@ -229,7 +229,14 @@ impl Authenticator {
         }
         let mut validation = Validation::new(header.alg);
         validation.leeway = 30;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
+        if self.inner.issuer.is_some() {
+            required.push("iss");
+        }
+        if self.inner.audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         match &self.inner.issuer {
             Some(iss) => validation.set_issuer(&[iss]),
             None => validation.iss = None,

@@ -96,18 +96,10 @@ where
         figment = figment.merge(Serialized::default(&path, parsed));
     }
 
-    let config: T = figment.extract().map_err(|e| {
-        let mut msgs = Vec::new();
-        for err in e {
-            let key = err.path.join(".");
-            msgs.push(format!(
-                "{key}: {} (set it in the config file or as {})",
-                err.kind,
-                env_var_name(&key)
-            ));
-        }
-        Error::Config(msgs.join("; "))
-    })?;
+    // `#[serde(flatten)]` hides key paths from figment's errors; extracting the common part on
+    // its own first gives errors in it their key and variable name.
+    figment.extract::<CommonConfig>().map_err(describe)?;
+    let config: T = figment.extract().map_err(describe)?;
     let mut problems = Vec::new();
     config.validate(&mut problems);
     if problems.is_empty() {
@@ -118,6 +110,21 @@ where
             problems.join("\n  - ")
         )))
     }
+}
+
+fn describe(e: figment::Error) -> Error {
+    let msgs: Vec<String> = e
+        .into_iter()
+        .map(|err| {
+            let key = err.path.join(".");
+            if key.is_empty() {
+                format!("{}", err.kind)
+            } else {
+                format!("{key}: {} (set it in the config file or as {})", err.kind, env_var_name(&key))
+            }
+        })
+        .collect();
+    Error::Config(msgs.join("; "))
 }
 
 /// The environment variable that sets a dotted config key.

@@ -129,7 +129,7 @@ impl ServiceHost {
         self.tasks.spawn(async move {
             (
                 label,
-                consumer::run(&kafka, service, pool, producer, spec, cancel).await,
+                consumer::run(kafka, service, pool, producer, spec, cancel).await,
             )
         });
     }

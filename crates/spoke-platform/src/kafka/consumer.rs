@@ -147,7 +147,7 @@ pub struct ConsumerSpec {
 
 /// Runs a consumer until `cancel`; commits stored offsets before returning.
 pub async fn run(
-    cfg: &KafkaConfig,
+    cfg: KafkaConfig,
     service: &str,
     pool: PgPool,
     dlq: EventProducer,

@@ -154,24 +154,40 @@ impl HubSpotClient {
         if let Some(p) = portal {
             span.record("portal", p.portal_id);
         }
-        self.execute_inner(req, portal).instrument(span).await
+        let mut attempts = 0;
+        let result = self
+            .execute_inner(req, portal, &mut attempts)
+            .instrument(span.clone())
+            .await;
+        // Recorded once at the end: OpenTelemetry keeps the first value of a repeated field.
+        span.record("attempt", attempts);
+        match &result {
+            Ok(r) => {
+                span.record("http.status_code", r.status);
+            }
+            Err(Error::Api(api)) => {
+                span.record("http.status_code", api.status);
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     async fn execute_inner(
         &self,
         req: &Request,
         portal: Option<&PortalClient>,
+        attempt: &mut u32,
     ) -> Result<RawResponse> {
         let ep = req.endpoint;
         let retry = &self.inner.retry;
         let started = Instant::now();
-        let mut attempt: u32 = 0;
+        *attempt = 0;
         let mut failures: u32 = 0;
         let mut refreshed = false;
         let mut fresh_token: Option<SecretString> = None;
         loop {
-            attempt += 1;
-            tracing::Span::current().record("attempt", attempt);
+            *attempt += 1;
             let token = match portal {
                 Some(p) => {
                     self.inner.budget.acquire(p.portal_id, ep.kind, 1).await?;
@@ -213,7 +229,7 @@ impl HubSpotClient {
             failures += 1;
             let delay = retry.delay_for(failures, &err, rand::random::<f64>());
             if !retry.allows(failures, started.elapsed(), delay) {
-                tracing::warn!(attempts = attempt, error = %err, "giving up after retries");
+                tracing::warn!(attempts = *attempt, error = %err, "giving up after retries");
                 return Err(err);
             }
             if let (Some(p), Error::Api(api)) = (portal, &err)
@@ -221,7 +237,7 @@ impl HubSpotClient {
             {
                 self.inner.budget.throttled(p.portal_id, policy);
             }
-            tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying HubSpot call");
+            tracing::warn!(attempt = *attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying HubSpot call");
             tokio::time::sleep(delay).await;
         }
     }
@@ -274,7 +290,6 @@ impl HubSpotClient {
                     .map(Duration::from_secs);
                 match resp.bytes().await {
                     Ok(body) => {
-                        tracing::Span::current().record("http.status_code", status);
                         if (200..300).contains(&status) {
                             Ok(RawResponse { status, body })
                         } else {

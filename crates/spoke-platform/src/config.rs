@@ -120,7 +120,11 @@ fn describe(e: figment::Error) -> Error {
             if key.is_empty() {
                 format!("{}", err.kind)
             } else {
-                format!("{key}: {} (set it in the config file or as {})", err.kind, env_var_name(&key))
+                format!(
+                    "{key}: {} (set it in the config file or as {})",
+                    err.kind,
+                    env_var_name(&key)
+                )
             }
         })
         .collect();
@@ -350,6 +354,9 @@ pub struct KafkaConfig {
     pub topic_replication: i32,
     /// Attempts of a failing message before it goes to the dead-letter topic.
     pub max_attempts: u32,
+    /// Create the topics this service uses at start-up (off for the dev broker, whose topics
+    /// exist already and which does not implement CreateTopics).
+    pub create_topics: bool,
     /// Extra librdkafka properties for producers and consumers.
     pub extra: BTreeMap<String, String>,
 }
@@ -366,6 +373,7 @@ impl Default for KafkaConfig {
             topic_partitions: 6,
             topic_replication: 1,
             max_attempts: 5,
+            create_topics: true,
             extra: BTreeMap::new(),
         }
     }

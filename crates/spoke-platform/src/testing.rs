@@ -70,6 +70,8 @@ pub fn test_config(database_url: &str, bootstrap: &str) -> CommonConfig {
     c.database.max_connections = 5;
     c.kafka.bootstrap = bootstrap.to_string();
     c.kafka.max_attempts = 3;
+    // The mock cluster has every topic and does not implement CreateTopics.
+    c.kafka.create_topics = false;
     c.auth.hs256_secret = Some(SecretString::from(DEV_JWT_SECRET));
     c.telemetry.log_format = LogFormat::Pretty;
     c.shutdown_grace_secs = 5;
@@ -234,4 +236,60 @@ mod tests {
             assert_eq!(replace_database(url, "x"), want, "{url}");
         }
     }
+}
+
+/// Waits until the gRPC health service at `addr` reports `service` SERVING (30 s at most).
+pub async fn wait_serving(addr: std::net::SocketAddr, service: &str) -> Result<(), String> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last = String::from("never connected");
+    while tokio::time::Instant::now() < deadline {
+        match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+        {
+            Ok(channel) => {
+                let mut client = HealthClient::new(channel);
+                match client
+                    .check(HealthCheckRequest {
+                        service: service.to_string(),
+                    })
+                    .await
+                {
+                    Ok(resp) if resp.get_ref().status == ServingStatus::Serving as i32 => {
+                        return Ok(());
+                    }
+                    Ok(resp) => last = format!("status {}", resp.get_ref().status),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("{service} at {addr} not serving after 30s: {last}"))
+}
+
+/// A plain HTTP/1.1 GET (admin endpoints in tests); returns status code and body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:.80}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }

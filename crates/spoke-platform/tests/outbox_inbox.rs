@@ -9,14 +9,14 @@ use std::time::Duration;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
-use sqlx::PgPool;
 use spoke_platform::config::CommonConfig;
 use spoke_platform::kafka::{
-    ConsumerSpec, EventHandler, EventProducer, HandlerError, InboundEvent, Outbox, OutboxRelay, OutgoingEvent,
-    consumer, topics,
+    ConsumerSpec, EventHandler, EventProducer, HandlerError, InboundEvent, Outbox, OutboxRelay,
+    OutgoingEvent, consumer, topics,
 };
 use spoke_platform::testing::{MockKafka, fresh_database, test_config};
 use spoke_proto::events::v1::ConnectionEvent;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 static NO_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate::Migrator::DEFAULT;
@@ -32,12 +32,14 @@ async fn env() -> Env {
     let kafka = MockKafka::start(1, 3).expect("mock kafka");
     let url = fresh_database().await.expect("fresh database");
     let cfg = test_config(&url, kafka.bootstrap());
-    let producer_pool = spoke_platform::db::connect_and_migrate(&cfg.database, "svc_a", &NO_MIGRATIONS)
-        .await
-        .expect("schema svc_a");
-    let consumer_pool = spoke_platform::db::connect_and_migrate(&cfg.database, "svc_b", &NO_MIGRATIONS)
-        .await
-        .expect("schema svc_b");
+    let producer_pool =
+        spoke_platform::db::connect_and_migrate(&cfg.database, "svc_a", &NO_MIGRATIONS)
+            .await
+            .expect("schema svc_a");
+    let consumer_pool =
+        spoke_platform::db::connect_and_migrate(&cfg.database, "svc_b", &NO_MIGRATIONS)
+            .await
+            .expect("schema svc_b");
     sqlx::query("CREATE TABLE effects (ce_id TEXT NOT NULL, org_id TEXT NOT NULL)")
         .execute(&consumer_pool)
         .await
@@ -58,7 +60,11 @@ struct Recorder {
 
 #[async_trait::async_trait]
 impl EventHandler for Recorder {
-    async fn handle(&self, tx: &mut sqlx::PgConnection, ev: &InboundEvent) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        ev: &InboundEvent,
+    ) -> Result<(), HandlerError> {
         let msg: ConnectionEvent = ev.decode()?;
         sqlx::query("INSERT INTO effects (ce_id, org_id) VALUES ($1, $2)")
             .bind(&ev.ce_id)
@@ -115,11 +121,17 @@ async fn committed_events_are_consumed_exactly_once_and_rolled_back_ones_never()
 
     // Two committed events, one rolled back.
     let mut tx = env.producer_pool.begin().await.unwrap();
-    let id_a = Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "org-a", &event("org-a")).await.unwrap();
-    let id_b = Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "org-b", &event("org-b")).await.unwrap();
+    let id_a = Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "org-a", &event("org-a"))
+        .await
+        .unwrap();
+    let id_b = Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "org-b", &event("org-b"))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let mut tx = env.producer_pool.begin().await.unwrap();
-    Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "org-x", &event("org-x")).await.unwrap();
+    Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "org-x", &event("org-x"))
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
 
     let relay = OutboxRelay::new(env.producer_pool.clone(), producer.clone(), "svc_a");
@@ -127,7 +139,9 @@ async fn committed_events_are_consumed_exactly_once_and_rolled_back_ones_never()
     let spec = ConsumerSpec {
         name: "test".into(),
         topics: vec![topics::CONNECTION_EVENTS],
-        handler: Arc::new(Recorder { fail_first: AtomicU32::new(0) }),
+        handler: Arc::new(Recorder {
+            fail_first: AtomicU32::new(0),
+        }),
     };
     let consumer_task = tokio::spawn(consumer::run(
         env.cfg.kafka.clone(),
@@ -144,7 +158,11 @@ async fn committed_events_are_consumed_exactly_once_and_rolled_back_ones_never()
         async move { effects(&pool).await.len() == 2 }
     })
     .await;
-    assert_eq!(Outbox::pending(&env.producer_pool).await.unwrap(), 0, "outbox drained");
+    assert_eq!(
+        Outbox::pending(&env.producer_pool).await.unwrap(),
+        0,
+        "outbox drained"
+    );
 
     // Redelivery: the same events again (as after a relay crash before marking them sent).
     let payload_a = prost::Message::encode_to_vec(&event("org-a"));
@@ -167,7 +185,9 @@ async fn committed_events_are_consumed_exactly_once_and_rolled_back_ones_never()
     }
     // A marker sent after the duplicates: once it is processed, the duplicates were too.
     let mut tx = env.producer_pool.begin().await.unwrap();
-    Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "org-a", &event("org-z")).await.unwrap();
+    Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "org-a", &event("org-z"))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     wait_for("marker", || {
         let pool = pool.clone();
@@ -177,9 +197,16 @@ async fn committed_events_are_consumed_exactly_once_and_rolled_back_ones_never()
 
     let got = effects(&env.consumer_pool).await;
     let orgs: Vec<&str> = got.iter().map(|(_, o)| o.as_str()).collect();
-    assert_eq!(orgs, vec!["org-a", "org-b", "org-z"], "each event exactly once, rolled-back never");
+    assert_eq!(
+        orgs,
+        vec!["org-a", "org-b", "org-z"],
+        "each event exactly once, rolled-back never"
+    );
     assert_eq!(got[0].0, id_a.to_string());
-    let inbox: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox").fetch_one(&env.consumer_pool).await.unwrap();
+    let inbox: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+        .fetch_one(&env.consumer_pool)
+        .await
+        .unwrap();
     assert_eq!(inbox, 3);
 
     cancel.cancel();
@@ -194,9 +221,15 @@ async fn transient_failures_are_retried_and_permanent_ones_dead_lettered() {
     let producer = EventProducer::new(&env.cfg.kafka, "svc_a").unwrap();
 
     let mut tx = env.producer_pool.begin().await.unwrap();
-    Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "k", &event("flaky")).await.unwrap();
-    let poison = Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "k", &event("poison")).await.unwrap();
-    Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "k", &event("after")).await.unwrap();
+    Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "k", &event("flaky"))
+        .await
+        .unwrap();
+    let poison = Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "k", &event("poison"))
+        .await
+        .unwrap();
+    Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, "k", &event("after"))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 
     let relay = OutboxRelay::new(env.producer_pool.clone(), producer.clone(), "svc_a");
@@ -205,7 +238,9 @@ async fn transient_failures_are_retried_and_permanent_ones_dead_lettered() {
         name: "test".into(),
         topics: vec![topics::CONNECTION_EVENTS],
         // Two failures, below the test config's max_attempts of 3.
-        handler: Arc::new(Recorder { fail_first: AtomicU32::new(2) }),
+        handler: Arc::new(Recorder {
+            fail_first: AtomicU32::new(2),
+        }),
     };
     let consumer_task = tokio::spawn(consumer::run(
         env.cfg.kafka.clone(),
@@ -222,8 +257,16 @@ async fn transient_failures_are_retried_and_permanent_ones_dead_lettered() {
         async move { effects(&pool).await.iter().any(|(_, o)| o == "after") }
     })
     .await;
-    let orgs: Vec<String> = effects(&env.consumer_pool).await.into_iter().map(|(_, o)| o).collect();
-    assert_eq!(orgs, vec!["after", "flaky"], "flaky applied once after retries; poison's effect rolled back");
+    let orgs: Vec<String> = effects(&env.consumer_pool)
+        .await
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect();
+    assert_eq!(
+        orgs,
+        vec!["after", "flaky"],
+        "flaky applied once after retries; poison's effect rolled back"
+    );
 
     // The poison message is on the DLQ with its id and the reason.
     let dlq: StreamConsumer = env
@@ -248,8 +291,14 @@ async fn transient_failures_are_retried_and_permanent_ones_dead_lettered() {
             .map(|v| String::from_utf8_lossy(v).into_owned())
     };
     assert_eq!(get("ce_id").as_deref(), Some(poison.to_string().as_str()));
-    assert_eq!(get("dlq_error").as_deref(), Some("org poison is not accepted"));
-    assert_eq!(get("dlq_topic").as_deref(), Some(topics::CONNECTION_EVENTS.name));
+    assert_eq!(
+        get("dlq_error").as_deref(),
+        Some("org poison is not accepted")
+    );
+    assert_eq!(
+        get("dlq_topic").as_deref(),
+        Some(topics::CONNECTION_EVENTS.name)
+    );
     assert_eq!(get("dlq_attempts").as_deref(), Some("1"));
     let decoded: ConnectionEvent = prost::Message::decode(msg.payload().unwrap()).unwrap();
     assert_eq!(decoded.org_id, "poison");

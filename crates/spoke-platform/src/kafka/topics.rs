@@ -135,6 +135,9 @@ pub fn by_name(name: &str) -> Option<Topic> {
 /// Tolerates "already exists" and brokers that do not implement CreateTopics (the dev broker:
 /// its topics are pre-created), logging a warning instead of failing start-up.
 pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[Topic]) -> Result<()> {
+    if !cfg.create_topics {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = cfg.client_config().create()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
@@ -146,7 +149,9 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[Topic]) -> Result<()> {
             )
         })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
     match admin.create_topics(new.iter(), &opts).await {
         Ok(results) => {
             for r in results {

@@ -48,8 +48,12 @@ impl Limiter {
         }
     }
 
-    /// Replaces the settings (windows are kept so a toggle does not forget recent calls).
+    /// Replaces the settings. Windows are kept so a toggle does not forget recent calls; a changed
+    /// daily cap starts a fresh daily count, so tests can set a small cap and hit it exactly.
     pub fn set(&mut self, config: RateLimits) {
+        if config.daily != self.config.daily {
+            self.day_count = 0;
+        }
         self.config = config;
     }
 

@@ -34,7 +34,7 @@ pub struct SearchRequest {
     /// Sort specs (HubSpot honours one).
     #[serde(default)]
     pub sorts: Vec<SortSpec>,
-    /// Free-text query over the object's default searchable properties.
+    /// Free-text query: every term must prefix a token of one of the searchable properties.
     #[serde(default)]
     pub query: Option<String>,
     /// Properties to return.
@@ -378,7 +378,7 @@ pub fn execute(
             && terms.iter().all(|t| {
                 object.query_properties().iter().any(|p| {
                     value_of(object, rec, props, p)
-                        .is_some_and(|v| v.to_lowercase().contains(t.as_str()))
+                        .is_some_and(|v| tokens(&v).any(|tok| tok.starts_with(t.as_str())))
                 })
             })
     };

@@ -365,18 +365,16 @@ impl PortalClient {
                 if let Some(last) = page.results.last() {
                     st.last_id = Some(last.id.clone());
                 }
+                let more_in_query = page.total > st.seen_in_query;
+                let near_cap = st.seen_in_query + u64::from(req.limit) > SEARCH_RESULT_CAP;
                 match page.next_after {
-                    None => st.done = true,
-                    // Restart with a keyset filter before the next page would cross the cap.
-                    Some(_) if st.seen_in_query + u64::from(req.limit) > SEARCH_RESULT_CAP => {
-                        st.after = None;
-                        st.floor = st.last_id.clone();
-                        st.seen_in_query = 0;
-                    }
+                    _ if page.results.is_empty() => st.done = true,
+                    None if !more_in_query => st.done = true,
+                    // Restart above the last id before a page would cross the cap (HubSpot may
+                    // also stop offering a cursor at the cap while `total` says there is more).
+                    None => st.restart(),
+                    Some(_) if near_cap => st.restart(),
                     Some(after) => st.after = Some(after),
-                }
-                if page.results.is_empty() {
-                    st.done = true;
                 }
                 Ok(Some((stream::iter(page.results.into_iter().map(Ok)), st)))
             }
@@ -398,6 +396,12 @@ struct KeysetState {
 }
 
 impl KeysetState {
+    fn restart(&mut self) {
+        self.after = None;
+        self.floor = self.last_id.clone();
+        self.seen_in_query = 0;
+    }
+
     fn request(&self) -> Result<SearchRequest> {
         let mut req = self.base.clone();
         req.sorts = vec![Sort::asc("hs_object_id")];

@@ -267,3 +267,13 @@ def test_image_digest_wins_over_tag(render):
     rendered = render({"global": {"image": {"tag": "1.2.3", "digest": digest}}})
     assert rendered.container("export")["image"] == f"spoke/spoke@{digest}"
     assert render({"global": {"image": {"tag": "1.2.3"}}}).container("export")["image"] == "spoke/spoke:1.2.3"
+
+
+def test_extra_volumes_are_mounted_in_every_service(production_render, default_render):
+    for svc in SERVICES:
+        pod = production_render.deployment(svc)["spec"]["template"]["spec"]
+        assert {"name": "pg-ca", "secret": {"secretName": "postgres-ca"}} in pod["volumes"]
+        mounts = {m["name"]: m for m in production_render.container(svc)["volumeMounts"]}
+        assert mounts["pg-ca"]["mountPath"] == "/etc/spoke/pg-ca"
+    names = {v["name"] for v in default_render.deployment("export")["spec"]["template"]["spec"]["volumes"]}
+    assert names == {"tmp"}, "defaults mount nothing but /tmp"

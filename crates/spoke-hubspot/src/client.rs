@@ -215,16 +215,11 @@ impl HubSpotClient {
             if !err.is_retriable() {
                 return Err(err);
             }
-            if let Error::Network {
-                maybe_sent: true, ..
-            }
-            | Error::Timeout { .. } = &err
-            {
-                // A create may have happened before the connection broke; repeating it could
-                // duplicate records, so the caller (who can dedupe by unique key) decides.
-                if !ep.idempotent {
-                    return Err(err);
-                }
+            if !ep.idempotent && err.may_have_been_applied() && !retry.retry_ambiguous_writes {
+                // The create may have happened; repeating it could duplicate records (HubSpot
+                // does not enforce unique company domains), so the caller, who can look the
+                // records up by unique key, decides.
+                return Err(err);
             }
             failures += 1;
             let delay = retry.delay_for(failures, &err, rand::random::<f64>());

@@ -92,6 +92,18 @@ impl Error {
         }
     }
 
+    /// Whether HubSpot may have applied the request although it failed: the connection broke after
+    /// sending, the call timed out, or a 500/502/504 came back (often from a gateway while the
+    /// backend went on). Non-idempotent writes are not retried automatically in these cases.
+    pub fn may_have_been_applied(&self) -> bool {
+        match self {
+            Error::Network { maybe_sent, .. } => *maybe_sent,
+            Error::Timeout { .. } => true,
+            Error::Api(api) => matches!(api.status, 500 | 502 | 504),
+            _ => false,
+        }
+    }
+
     /// HubSpot's status code when this is an API error.
     pub fn status(&self) -> Option<u16> {
         match self {

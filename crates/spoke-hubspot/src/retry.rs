@@ -8,6 +8,9 @@ use crate::error::Error;
 ///
 /// Retried: 429 (except the daily policy), 423, 477, 500, 502, 503, 504, network errors and timeouts.
 /// Never retried: 400, 401, 403, 404, 409 and other 4xx (repeating cannot change HubSpot's answer).
+/// Creates (non-idempotent endpoints) are not retried after outcomes where HubSpot may already have
+/// applied them (500/502/504, timeout, connection lost after sending) unless
+/// [`RetryPolicy::retry_ambiguous_writes`] is set; 429/423/477/503 are retried for every call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Maximum number of attempts including the first (1 disables retries).
@@ -20,6 +23,8 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Minimum wait after a 423 Locked (HubSpot asks for at least two seconds).
     pub locked_min_delay: Duration,
+    /// Also retry creates after ambiguous failures (risking duplicates); default false.
+    pub retry_ambiguous_writes: bool,
 }
 
 impl Default for RetryPolicy {
@@ -30,6 +35,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             locked_min_delay: Duration::from_secs(2),
+            retry_ambiguous_writes: false,
         }
     }
 }
@@ -87,6 +93,7 @@ mod tests {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(1000),
             locked_min_delay: Duration::from_secs(2),
+            retry_ambiguous_writes: false,
         }
     }
 

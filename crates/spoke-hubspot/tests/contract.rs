@@ -992,6 +992,47 @@ async fn injected_faults_are_retried_until_success() {
         .unwrap();
     assert_eq!(listed.len(), 1);
     assert!(started.elapsed() >= Duration::from_secs(2));
+
+    // Creates: 503 is retried (not processed), 502 is surfaced because the batch may have been applied.
+    e.sandbox.control().set_faults(
+        vec![
+            FaultRule::always(
+                "/crm/v3/objects/contacts/batch/create",
+                FaultKind::Status {
+                    status: 503,
+                    retry_after_secs: None,
+                },
+            )
+            .times(1),
+        ],
+        Some(1),
+    );
+    let r = e
+        .portal
+        .batch_create(ObjectType::Contacts, &[contact(2)])
+        .await
+        .unwrap();
+    assert_eq!(r.results.len(), 1);
+    e.sandbox.control().set_faults(
+        vec![
+            FaultRule::always(
+                "/crm/v3/objects/contacts/batch/create",
+                FaultKind::Status {
+                    status: 502,
+                    retry_after_secs: None,
+                },
+            )
+            .times(1),
+        ],
+        Some(1),
+    );
+    let err = e
+        .portal
+        .batch_create(ObjectType::Contacts, &[contact(3)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(502));
+    assert!(err.may_have_been_applied());
     e.sandbox.control().clear_faults();
     e.sandbox.shutdown().await;
 }

@@ -382,3 +382,67 @@ async fn connection_resets_are_retried_for_idempotent_calls_only() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn creates_are_not_repeated_after_ambiguous_server_errors() {
+    let created = r#"{"status":"COMPLETE","results":[{"id":"1","properties":{"name":"Acme"}}]}"#;
+    let input = CreateInput {
+        properties: Properties::from([("name".to_string(), "Acme".to_string())]),
+        ..CreateInput::default()
+    };
+    // (first status, retried?)
+    let cases = [
+        (500u16, false),
+        (502, false),
+        (504, false),
+        (503, true),
+        (429, true),
+        (423, true),
+    ];
+    for (status, retried) in cases {
+        let server = Scripted::start(vec![
+            Reply::json(status, &err_body("X", "x")).header("retry-after", "0"),
+            Reply::json(201, created),
+        ])
+        .await;
+        let retry = RetryPolicy {
+            locked_min_delay: Duration::from_millis(10),
+            ..fast_retry()
+        };
+        let portal = client(
+            &server.base_url,
+            Arc::new(RecordingBudget::default()),
+            retry,
+        )
+        .portal(42, Arc::new(StaticToken::new("tok")));
+        let result = portal
+            .batch_create(ObjectType::Companies, std::slice::from_ref(&input))
+            .await;
+        assert_eq!(result.is_ok(), retried, "status {status}");
+        assert_eq!(
+            server.seen().len(),
+            if retried { 2 } else { 1 },
+            "status {status}"
+        );
+        if let Err(err) = result {
+            assert!(err.may_have_been_applied(), "{err}");
+        }
+    }
+    // Opting in retries them too.
+    let server = Scripted::start(vec![Reply::json(502, "{}"), Reply::json(201, created)]).await;
+    let retry = RetryPolicy {
+        retry_ambiguous_writes: true,
+        ..fast_retry()
+    };
+    let portal = client(
+        &server.base_url,
+        Arc::new(RecordingBudget::default()),
+        retry,
+    )
+    .portal(42, Arc::new(StaticToken::new("tok")));
+    let r = portal
+        .batch_create(ObjectType::Companies, &[input])
+        .await
+        .unwrap();
+    assert_eq!(r.results.len(), 1);
+}

@@ -208,6 +208,7 @@ pub fn fast_retry() -> RetryPolicy {
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_millis(200),
         locked_min_delay: Duration::from_secs(2),
+        retry_ambiguous_writes: false,
     }
 }
 

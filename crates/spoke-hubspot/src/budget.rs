@@ -96,8 +96,15 @@ impl std::fmt::Debug for LocalBudget {
 
 impl Default for LocalBudget {
     fn default() -> Self {
-        // The default limits are non-zero, so construction cannot fail.
-        Self::new(BudgetLimits::default()).unwrap_or_else(|_| unreachable!())
+        // HubSpot's OAuth-app limits: 110 per 10 s (one permit every 1/11 s), search 5 per second.
+        const STANDARD: NonZeroU32 = NonZeroU32::new(110).unwrap();
+        const STANDARD_PER_SECOND: NonZeroU32 = NonZeroU32::new(11).unwrap();
+        const SEARCH: NonZeroU32 = NonZeroU32::new(5).unwrap();
+        Self::from_quotas(
+            Quota::per_second(STANDARD_PER_SECOND).allow_burst(STANDARD),
+            Quota::per_second(SEARCH),
+            BudgetLimits::default(),
+        )
     }
 }
 
@@ -112,12 +119,20 @@ impl LocalBudget {
         let standard_quota = Quota::with_period(period)
             .ok_or_else(|| Error::InvalidRequest("standard period is zero".into()))?
             .allow_burst(standard);
-        Ok(Self {
-            standard: RateLimiter::keyed(standard_quota),
-            search: RateLimiter::keyed(Quota::per_second(search)),
+        Ok(Self::from_quotas(
+            standard_quota,
+            Quota::per_second(search),
+            limits,
+        ))
+    }
+
+    fn from_quotas(standard: Quota, search: Quota, limits: BudgetLimits) -> Self {
+        Self {
+            standard: RateLimiter::keyed(standard),
+            search: RateLimiter::keyed(search),
             limits,
             paused_until: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     fn pause_remaining(&self, portal: u64) -> Option<Duration> {
@@ -163,6 +178,21 @@ impl Budget for LocalBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn default_budget_allows_a_burst_of_110_then_spaces_calls() {
+        let budget = LocalBudget::default();
+        let start = Instant::now();
+        budget.acquire(3, CallKind::Standard, 110).await.unwrap();
+        assert!(start.elapsed() < Duration::from_millis(50));
+        budget.acquire(3, CallKind::Standard, 1).await.unwrap();
+        // One permit every 10 s / 110 ≈ 91 ms.
+        assert!(
+            start.elapsed() >= Duration::from_millis(70),
+            "{:?}",
+            start.elapsed()
+        );
+    }
 
     #[tokio::test]
     async fn search_budget_spaces_calls_per_second() {

@@ -1,1 +1,282 @@
-//! spoke-e2e harness
+//! Harness for end-to-end tests: builds the workspace binaries once, starts them as real
+//! processes (dev broker, services, sandbox) on free loopback ports against a fresh Postgres
+//! database, waits for health, and stops them with SIGTERM, checking they exit cleanly.
+//!
+//! Logs of every process go to `target/e2e-logs/<test>/<process>.log`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The five services: binary name suffix, gRPC service name.
+pub const SERVICES: &[(&str, &str)] = &[
+    ("connection", "spoke.connection.v1.ConnectionService"),
+    ("mapping", "spoke.mapping.v1.MappingService"),
+    ("dedupe", "spoke.dedupe.v1.DedupeService"),
+    ("export", "spoke.export.v1.ExportService"),
+    ("filtering", "spoke.filtering.v1.FilteringService"),
+];
+
+/// Harness errors are test failures; keep them as readable strings.
+pub type Result<T> = std::result::Result<T, String>;
+
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+}
+
+/// Builds every binary of the workspace once per test process (a no-op when up to date).
+pub fn build_binaries() -> Result<PathBuf> {
+    static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--workspace", "--bins", "--quiet"])
+                .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+                .status()
+                .map_err(|e| format!("running cargo build: {e}"))?;
+            if !status.success() {
+                return Err("cargo build --workspace --bins failed".into());
+            }
+            Ok(target_dir().join("debug"))
+        })
+        .clone()
+}
+
+/// A free loopback port (bound and released; the tiny race is acceptable in tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A child process that is killed if the test ends without stopping it.
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `binary` from the build directory with `env`, logging to `log_dir/<name>.log`.
+    pub fn start(
+        name: &str,
+        binary: &str,
+        args: &[&str],
+        env: &BTreeMap<String, String>,
+        log_dir: &Path,
+    ) -> Result<Self> {
+        let bin = build_binaries()?.join(binary);
+        std::fs::create_dir_all(log_dir)
+            .map_err(|e| format!("creating {}: {e}", log_dir.display()))?;
+        let log = log_dir.join(format!("{name}.log"));
+        let out =
+            std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(&bin)
+            .args(args)
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        Ok(Self {
+            name: name.to_string(),
+            child,
+            log,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Sends SIGTERM and waits up to `grace` for a successful exit.
+    pub fn stop(mut self, grace: Duration) -> Result<()> {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        kill(pid, Signal::SIGTERM).map_err(|e| format!("SIGTERM {}: {e}", self.name))?;
+        let deadline = Instant::now() + grace;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => {
+                    return Err(format!(
+                        "{} exited with {status}; see {}",
+                        self.name,
+                        self.log.display()
+                    ));
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    return Err(format!(
+                        "{} did not exit within {grace:?} of SIGTERM",
+                        self.name
+                    ));
+                }
+                Err(e) => return Err(format!("waiting for {}: {e}", self.name)),
+            }
+        }
+    }
+
+    /// Kills the process with SIGKILL (fault tests).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The dev broker as a process.
+pub struct DevBroker {
+    /// The process.
+    pub process: Process,
+    /// Kafka bootstrap address.
+    pub bootstrap: String,
+    /// Control API base URL.
+    pub control: String,
+}
+
+impl DevBroker {
+    /// Starts `spoke-devbroker` and waits for its bootstrap address.
+    pub fn start(log_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(log_dir).map_err(|e| e.to_string())?;
+        let bootstrap_file = log_dir.join("devbroker.bootstrap");
+        let control_file = log_dir.join("devbroker.control");
+        let _ = std::fs::remove_file(&bootstrap_file);
+        let process = Process::start(
+            "devbroker",
+            "spoke-devbroker",
+            &[
+                "--bootstrap-file",
+                &bootstrap_file.display().to_string(),
+                "--control-file",
+                &control_file.display().to_string(),
+            ],
+            &BTreeMap::new(),
+            log_dir,
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let (Ok(b), Ok(c)) = (
+                std::fs::read_to_string(&bootstrap_file),
+                std::fs::read_to_string(&control_file),
+            ) && !b.is_empty()
+                && !c.is_empty()
+            {
+                return Ok(Self {
+                    process,
+                    bootstrap: b.trim().to_string(),
+                    control: format!("http://{}", c.trim()),
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "dev broker did not start; see {}",
+                    process.log().display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// One running service process and its addresses.
+pub struct ServiceProcess {
+    /// Service name (`export`, ...).
+    pub name: &'static str,
+    /// Fully-qualified gRPC service name.
+    pub grpc_service: &'static str,
+    /// gRPC address.
+    pub grpc: SocketAddr,
+    /// Admin HTTP address.
+    pub admin: SocketAddr,
+    /// The process.
+    pub process: Process,
+}
+
+/// The environment a service process needs.
+pub fn service_env(
+    database_url: &str,
+    bootstrap: &str,
+    grpc_port: u16,
+    admin_port: u16,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("SPOKE_DATABASE__URL".into(), database_url.into());
+    env.insert("SPOKE_KAFKA__BOOTSTRAP".into(), bootstrap.into());
+    env.insert("SPOKE_KAFKA__CREATE_TOPICS".into(), "false".into());
+    env.insert("SPOKE_GRPC__HOST".into(), "127.0.0.1".into());
+    env.insert("SPOKE_GRPC__PORT".into(), grpc_port.to_string());
+    env.insert("SPOKE_ADMIN__HOST".into(), "127.0.0.1".into());
+    env.insert("SPOKE_ADMIN__PORT".into(), admin_port.to_string());
+    env.insert(
+        "SPOKE_AUTH__HS256_SECRET".into(),
+        spoke_platform::testing::DEV_JWT_SECRET.into(),
+    );
+    env.insert("SPOKE_TELEMETRY__LOG_FORMAT".into(), "json".into());
+    env.insert("SPOKE_TELEMETRY__LOG_FILTER".into(), "info".into());
+    env.insert("SPOKE_SHUTDOWN_GRACE_SECS".into(), "10".into());
+    env
+}
+
+/// Starts service `name` with `extra` environment on free ports.
+pub fn start_service(
+    name: &'static str,
+    database_url: &str,
+    bootstrap: &str,
+    extra: &BTreeMap<String, String>,
+    log_dir: &Path,
+) -> Result<ServiceProcess> {
+    let grpc_service = SERVICES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| format!("unknown service {name}"))?;
+    let (gp, ap) = (free_port(), free_port());
+    let mut env = service_env(database_url, bootstrap, gp, ap);
+    env.extend(extra.clone());
+    let process = Process::start(name, &format!("spoke-{name}"), &[], &env, log_dir)?;
+    Ok(ServiceProcess {
+        name,
+        grpc_service,
+        grpc: SocketAddr::from(([127, 0, 0, 1], gp)),
+        admin: SocketAddr::from(([127, 0, 0, 1], ap)),
+        process,
+    })
+}
+
+/// Where a test's logs go.
+pub fn log_dir(test: &str) -> PathBuf {
+    target_dir().join("e2e-logs").join(test)
+}

@@ -90,10 +90,8 @@ where
             continue;
         }
         let path = rest.to_ascii_lowercase().replace("__", ".");
-        let parsed: figment::value::Value = value
-            .parse()
-            .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
-        figment = figment.merge(Serialized::default(&path, parsed));
+        let typed = env_value(value, figment.find_value(&path).ok().as_ref());
+        figment = figment.merge(Serialized::default(&path, typed));
     }
 
     // `#[serde(flatten)]` hides key paths from figment's errors; extracting the common part on
@@ -109,6 +107,34 @@ where
             "invalid configuration:\n  - {}",
             problems.join("\n  - ")
         )))
+    }
+}
+
+/// An environment value typed like the value it replaces (the default or the file's): a
+/// number where a number was, a boolean where a boolean was, else a string. So a secret such as
+/// `123456` or `[x]` is never read as a number or a list. Lists and optional numbers come from
+/// the config file.
+fn env_value(raw: &str, current: Option<&figment::value::Value>) -> figment::value::Value {
+    use figment::value::Value;
+    let as_string = || Value::from(raw.to_string());
+    match current {
+        Some(Value::Num(..)) => {
+            if let Ok(n) = raw.parse::<u64>() {
+                Value::from(n)
+            } else if let Ok(n) = raw.parse::<i64>() {
+                Value::from(n)
+            } else if let Ok(n) = raw.parse::<f64>() {
+                Value::from(n)
+            } else {
+                as_string()
+            }
+        }
+        Some(Value::Bool(..)) => match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Value::from(true),
+            "false" | "0" | "no" | "off" => Value::from(false),
+            _ => as_string(),
+        },
+        _ => as_string(),
     }
 }
 
@@ -719,6 +745,39 @@ mod tests {
             load_from(None, env(&[("SPOKE_AUTH__HS256_SECRET", SECRET)])).unwrap();
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains(SECRET), "secret leaked in Debug: {dbg}");
+    }
+
+    #[test]
+    fn secret_values_that_look_like_numbers_or_lists_stay_strings() {
+        let digits = "12345678901234567890123456789012345";
+        let cfg: TestConfig = load_from(
+            None,
+            env(&[
+                ("SPOKE_AUTH__HS256_SECRET", digits),
+                ("SPOKE_KAFKA__SASL_PASSWORD", "[abc]"),
+                ("SPOKE_KAFKA__SASL_USERNAME", "123456"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.common.kafka.sasl_username.as_deref(), Some("123456"));
+        assert_eq!(
+            cfg.common
+                .auth
+                .hs256_secret
+                .as_ref()
+                .unwrap()
+                .expose_secret(),
+            digits
+        );
+        assert_eq!(
+            cfg.common
+                .kafka
+                .sasl_password
+                .as_ref()
+                .unwrap()
+                .expose_secret(),
+            "[abc]"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::{UnicodeNormalization, is_nfc};
 
 use crate::Rejection;
 use crate::text::{fold_exact, fold_loose};
@@ -86,7 +87,14 @@ pub fn normalize_country(input: &str) -> Result<Country, Rejection> {
     let upper = if exact.is_ascii() {
         exact.to_ascii_uppercase()
     } else {
-        exact.to_uppercase()
+        // Upper-casing can leave a base letter and a combining mark apart (`ﬁ̈` → `FI` + U+0308),
+        // so compose again; otherwise the output would not be a fixed point.
+        let upper = exact.to_uppercase();
+        if is_nfc(&upper) {
+            upper
+        } else {
+            upper.nfc().collect()
+        }
     };
     // Look up the upper-cased form (not the raw input) so that normalizing the output again
     // takes the same path and yields the same value.
@@ -263,6 +271,20 @@ mod tests {
             assert_eq!(country.is_alpha2(), alpha2, "input {input:?}");
         }
         assert_eq!(normalize_country(" \t"), Err(Rejection::Empty));
+    }
+
+    #[test]
+    fn output_is_a_fixed_point_even_when_upper_casing_splits_letters() {
+        // Found by the property test: `ﬁ` upper-cases to `FI`, leaving U+0308 to compose with `I`.
+        for input in ["ﬁ\u{308}a", "ı\u{308}", "straße", "ǆ"] {
+            let once = normalize_country(input).unwrap();
+            assert_eq!(
+                normalize_country(once.as_str()).unwrap(),
+                once,
+                "input {input:?}"
+            );
+        }
+        assert_eq!(normalize_country("ﬁ\u{308}a").unwrap().as_str(), "FÏA");
     }
 
     #[test]

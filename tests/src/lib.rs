@@ -86,7 +86,11 @@ impl Process {
         let out =
             std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        // Own process group: a Ctrl-C aimed at the caller does not reach the stack directly;
+        // the caller stops it with SIGTERM in order.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd
             .args(args)
             .envs(env)
             .stdin(Stdio::null())
@@ -139,6 +143,13 @@ impl Process {
                 Err(e) => return Err(format!("waiting for {}: {e}", self.name)),
             }
         }
+    }
+
+    /// Leaves the process running after this handle is gone (the local stack); returns its pid.
+    pub fn detach(self) -> u32 {
+        let pid = self.child.id();
+        std::mem::forget(self);
+        pid
     }
 
     /// Kills the process with SIGKILL (fault tests).
@@ -258,12 +269,23 @@ pub fn start_service(
     extra: &BTreeMap<String, String>,
     log_dir: &Path,
 ) -> Result<ServiceProcess> {
+    start_service_on(name, database_url, bootstrap, (free_port(), free_port()), extra, log_dir)
+}
+
+/// Starts service `name` on the given (gRPC, admin) ports.
+pub fn start_service_on(
+    name: &'static str,
+    database_url: &str,
+    bootstrap: &str,
+    (gp, ap): (u16, u16),
+    extra: &BTreeMap<String, String>,
+    log_dir: &Path,
+) -> Result<ServiceProcess> {
     let grpc_service = SERVICES
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, s)| *s)
         .ok_or_else(|| format!("unknown service {name}"))?;
-    let (gp, ap) = (free_port(), free_port());
     let mut env = service_env(database_url, bootstrap, gp, ap);
     env.extend(extra.clone());
     let process = Process::start(name, &format!("spoke-{name}"), &[], &env, log_dir)?;

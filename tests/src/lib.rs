@@ -269,7 +269,14 @@ pub fn start_service(
     extra: &BTreeMap<String, String>,
     log_dir: &Path,
 ) -> Result<ServiceProcess> {
-    start_service_on(name, database_url, bootstrap, (free_port(), free_port()), extra, log_dir)
+    start_service_on(
+        name,
+        database_url,
+        bootstrap,
+        (free_port(), free_port()),
+        extra,
+        log_dir,
+    )
 }
 
 /// Starts service `name` on the given (gRPC, admin) ports.

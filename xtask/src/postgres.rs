@@ -36,7 +36,9 @@ fn reachable(port: u16) -> bool {
 }
 
 fn bin_dir() -> Option<PathBuf> {
-    if let Ok(out) = Command::new("sh").args(["-c", "command -v initdb"]).output()
+    if let Ok(out) = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
         && out.status.success()
     {
         let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
@@ -66,7 +68,9 @@ fn start_throwaway(target: &Path) -> Result<()> {
                 .map(|s| s.success())
                 .unwrap_or(false);
             if !ok {
-                bail!("no Postgres server and apt-get install postgresql failed; set DATABASE_URL to a server");
+                bail!(
+                    "no Postgres server and apt-get install postgresql failed; set DATABASE_URL to a server"
+                );
             }
             bin_dir().context("postgresql installed but initdb not found")?
         }
@@ -88,24 +92,50 @@ fn start_throwaway(target: &Path) -> Result<()> {
     if !data.join("PG_VERSION").exists() {
         std::fs::create_dir_all(&data)?;
         if is_root() {
-            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(target.join("spoke")).status()?;
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(target.join("spoke"))
+                .status()?;
             anyhow::ensure!(status.success(), "chown of {} failed", data.display());
         }
         println!("postgres: initdb {}", data.display());
         let initdb = bin.join("initdb").display().to_string();
         anyhow::ensure!(
-            as_pg(&[&initdb, "-D", &data.display().to_string(), "-U", "postgres", "--auth=trust", "-E", "UTF8"])?,
+            as_pg(&[
+                &initdb,
+                "-D",
+                &data.display().to_string(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8"
+            ])?,
             "initdb failed"
         );
     }
     let pg_ctl = bin.join("pg_ctl").display().to_string();
-    let opts = format!("-p {THROWAWAY_PORT} -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300");
+    let opts =
+        format!("-p {THROWAWAY_PORT} -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300");
     anyhow::ensure!(
-        as_pg(&[&pg_ctl, "-D", &data.display().to_string(), "-l", &log.display().to_string(), "-o", &opts, "-w", "start"])?,
+        as_pg(&[
+            &pg_ctl,
+            "-D",
+            &data.display().to_string(),
+            "-l",
+            &log.display().to_string(),
+            "-o",
+            &opts,
+            "-w",
+            "start"
+        ])?,
         "pg_ctl start failed; see {}",
         log.display()
     );
-    println!("postgres: throwaway cluster on 127.0.0.1:{THROWAWAY_PORT} (stop: pg_ctl -D {} stop)", data.display());
+    println!(
+        "postgres: throwaway cluster on 127.0.0.1:{THROWAWAY_PORT} (stop: pg_ctl -D {} stop)",
+        data.display()
+    );
     Ok(())
 }
 
@@ -113,11 +143,14 @@ fn start_throwaway(target: &Path) -> Result<()> {
 pub async fn drop_test_databases(admin_url: &str) -> Result<usize> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'spoke\\_test\\_%'")
-        .fetch_all(&mut conn)
-        .await?;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'spoke\\_test\\_%'")
+            .fetch_all(&mut conn)
+            .await?;
     for name in &names {
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await?;
     }
     Ok(names.len())
 }

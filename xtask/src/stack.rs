@@ -83,11 +83,19 @@ pub async fn up() -> Result<Stack> {
     pids.push(("devbroker".to_string(), broker.process.detach()));
     println!("dev broker   {bootstrap} (control {broker_control})");
 
-    let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates/spoke-sandbox/seed/example.json");
+    let seed =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates/spoke-sandbox/seed/example.json");
     let sandbox = Process::start(
         "sandbox",
         "spoke-sandbox",
-        &["--port", &SANDBOX_PORT.to_string(), "--seed", &seed.display().to_string(), "--search-lag-ms", "1000"],
+        &[
+            "--port",
+            &SANDBOX_PORT.to_string(),
+            "--seed",
+            &seed.display().to_string(),
+            "--search-lag-ms",
+            "1000",
+        ],
         &BTreeMap::new(),
         &logs,
     )
@@ -101,10 +109,20 @@ pub async fn up() -> Result<Stack> {
     for (i, (name, _)) in SERVICES.iter().enumerate() {
         let p = ports(i);
         let mut extra = BTreeMap::new();
-        extra.insert("SPOKE_TELEMETRY__LOG_FORMAT".to_string(), "pretty".to_string());
-        extra.insert("SPOKE_HUBSPOT__API_BASE_URL".to_string(), sandbox_url.clone());
-        extra.insert("SPOKE_HUBSPOT__APP_BASE_URL".to_string(), sandbox_url.clone());
-        let svc = start_service_on(name, &database_url, &bootstrap, p, &extra, &logs).map_err(anyhow::Error::msg)?;
+        extra.insert(
+            "SPOKE_TELEMETRY__LOG_FORMAT".to_string(),
+            "pretty".to_string(),
+        );
+        extra.insert(
+            "SPOKE_HUBSPOT__API_BASE_URL".to_string(),
+            sandbox_url.clone(),
+        );
+        extra.insert(
+            "SPOKE_HUBSPOT__APP_BASE_URL".to_string(),
+            sandbox_url.clone(),
+        );
+        let svc = start_service_on(name, &database_url, &bootstrap, p, &extra, &logs)
+            .map_err(anyhow::Error::msg)?;
         services.insert(name.to_string(), p);
         started_services.push(svc);
     }
@@ -112,12 +130,26 @@ pub async fn up() -> Result<Stack> {
         if let Err(e) = wait_serving(svc.grpc, svc.grpc_service).await {
             let log = svc.process.log().display().to_string();
             pids.push((svc.name.to_string(), svc.process.detach()));
-            save(&Stack { database_url, bootstrap, broker_control, sandbox_url, pids, services })?;
+            save(&Stack {
+                database_url,
+                bootstrap,
+                broker_control,
+                sandbox_url,
+                pids,
+                services,
+            })?;
             bail!("{e}\nsee {log}; `cargo xtask down` stops what started");
         }
         pids.push((svc.name.to_string(), svc.process.detach()));
     }
-    let stack = Stack { database_url, bootstrap, broker_control, sandbox_url, pids, services };
+    let stack = Stack {
+        database_url,
+        bootstrap,
+        broker_control,
+        sandbox_url,
+        pids,
+        services,
+    };
     save(&stack)?;
     print_table(&stack).await;
     println!("logs: {}", logs.display());
@@ -132,19 +164,24 @@ fn save(stack: &Stack) -> Result<()> {
 
 async fn create_database(admin: &str, name: &str) -> Result<()> {
     use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(admin).await.context("connecting to Postgres")?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await?;
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .context("connecting to Postgres")?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
     }
     Ok(())
 }
 
 async fn print_table(stack: &Stack) {
-    println!("\n{:<12} {:<18} {:<18} {}", "service", "gRPC", "admin", "ready");
+    println!("\n{:<12} {:<18} {:<18} ready", "service", "gRPC", "admin");
     for (name, (g, a)) in &stack.services {
         let ready = match http_get(([127, 0, 0, 1], *a).into(), "/readyz").await {
             Ok((200, _)) => "ready".to_string(),
@@ -170,7 +207,10 @@ pub fn down() -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while alive(*pid) && Instant::now() < deadline {
             // Reap if it is our child (it is not, after `up` returned); otherwise poll.
-            let _ = nix::sys::wait::waitpid(Pid::from_raw(*pid as i32), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(*pid as i32),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         if alive(*pid) {
@@ -211,7 +251,9 @@ pub async fn demo(stop: bool) -> Result<()> {
 pub async fn wait_all(stack: &Stack) -> Result<()> {
     for (name, service) in SERVICES {
         let (g, _) = stack.services[*name];
-        wait_serving(([127, 0, 0, 1], g).into(), service).await.map_err(anyhow::Error::msg)?;
+        wait_serving(([127, 0, 0, 1], g).into(), service)
+            .await
+            .map_err(anyhow::Error::msg)?;
     }
     Ok(())
 }

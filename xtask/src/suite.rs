@@ -20,7 +20,10 @@ fn workspace() -> &'static Path {
 fn run(what: &str, cmd: &mut Command) -> Result<Duration> {
     let started = Instant::now();
     println!("\n==> {what}");
-    let status = cmd.current_dir(workspace()).status().with_context(|| format!("starting: {what}"))?;
+    let status = cmd
+        .current_dir(workspace())
+        .status()
+        .with_context(|| format!("starting: {what}"))?;
     let took = started.elapsed();
     if !status.success() {
         bail!("{what} failed ({status}) after {took:.0?}");
@@ -44,7 +47,13 @@ pub async fn test() -> Result<()> {
     }
     let mut timings = Vec::new();
     // One build of everything; the test run below reuses it.
-    timings.push(("build", run("cargo build --workspace --all-targets", cargo().args(["build", "--workspace", "--all-targets"]))?));
+    timings.push((
+        "build",
+        run(
+            "cargo build --workspace --all-targets",
+            cargo().args(["build", "--workspace", "--all-targets"]),
+        )?,
+    ));
     timings.push((
         "tests",
         run(
@@ -57,10 +66,20 @@ pub async fn test() -> Result<()> {
     ));
     let chart = workspace().join("tests/chart/run.sh");
     if chart.exists() {
-        timings.push(("chart", run("helm chart checks (tests/chart/run.sh)", Command::new("bash").arg(&chart))?));
+        timings.push((
+            "chart",
+            run(
+                "helm chart checks (tests/chart/run.sh)",
+                Command::new("bash").arg(&chart),
+            )?,
+        ));
     }
     let dropped = crate::postgres::drop_test_databases(&admin).await?;
-    println!("\nsuite passed in {:.0?} ({} test databases removed)", started.elapsed(), dropped);
+    println!(
+        "\nsuite passed in {:.0?} ({} test databases removed)",
+        started.elapsed(),
+        dropped
+    );
     for (what, took) in timings {
         println!("  {what:<6} {took:.0?}");
     }
@@ -69,10 +88,20 @@ pub async fn test() -> Result<()> {
 
 /// fmt --check, clippy -D warnings, then the suite.
 pub async fn verify() -> Result<()> {
-    run("cargo fmt --check", cargo().args(["fmt", "--all", "--check"]))?;
+    run(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--check"]),
+    )?;
     run(
         "cargo clippy --all-targets -D warnings",
-        cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
     test().await
 }
@@ -93,7 +122,10 @@ pub async fn demo_scenario(stack: &Stack) -> Result<()> {
     let event = ConnectionEvent {
         org_id: org.clone(),
         portal_id: 101,
-        occurred_at: Some(prost_types::Timestamp { seconds: chrono_now(), nanos: 0 }),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: chrono_now(),
+            nanos: 0,
+        }),
         actor: "demo".into(),
         kind: Some(Kind::Connected(Connected {
             primary_admin_user_id: "demo-admin".into(),
@@ -116,11 +148,16 @@ pub async fn demo_scenario(stack: &Stack) -> Result<()> {
                 .fetch_one(&pool)
                 .await?;
             if seen == 1 {
-                println!("  {schema:<10} consumed it once ({:.0?} after publishing)", started.elapsed());
+                println!(
+                    "  {schema:<10} consumed it once ({:.0?} after publishing)",
+                    started.elapsed()
+                );
                 break;
             }
             if started.elapsed() > Duration::from_secs(60) {
-                bail!("{schema} did not consume the event within 60 s; see target/spoke/logs/{schema}.log");
+                bail!(
+                    "{schema} did not consume the event within 60 s; see target/spoke/logs/{schema}.log"
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -216,28 +216,6 @@ fn own_cluster(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_name_is_replaced() {
-        for (url, want) in [
-            (
-                "postgres://postgres@127.0.0.1:5432/postgres",
-                "postgres://postgres@127.0.0.1:5432/x",
-            ),
-            (
-                "postgres://u:p@h/db?sslmode=disable",
-                "postgres://u:p@h/x?sslmode=disable",
-            ),
-            ("postgres://h:5432", "postgres://h:5432/x"),
-        ] {
-            assert_eq!(replace_database(url, "x"), want, "{url}");
-        }
-    }
-}
-
 /// Waits until the gRPC health service at `addr` reports `service` SERVING (30 s at most).
 pub async fn wait_serving(addr: std::net::SocketAddr, service: &str) -> Result<(), String> {
     use tonic_health::pb::HealthCheckRequest;
@@ -292,4 +270,26 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_replaced() {
+        for (url, want) in [
+            (
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                "postgres://postgres@127.0.0.1:5432/x",
+            ),
+            (
+                "postgres://u:p@h/db?sslmode=disable",
+                "postgres://u:p@h/x?sslmode=disable",
+            ),
+            ("postgres://h:5432", "postgres://h:5432/x"),
+        ] {
+            assert_eq!(replace_database(url, "x"), want, "{url}");
+        }
+    }
 }

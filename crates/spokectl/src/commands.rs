@@ -1,0 +1,235 @@
+//! The commands.
+
+use serde_json::json;
+use spoke_proto::connection::v1::connection_service_client::ConnectionServiceClient;
+use spoke_proto::connection::v1::{
+    CompleteConnectRequest, Connection, ConnectionStatus, ExportAccountMode, GetConnectionRequest,
+    HubSpotPlan, StartConnectRequest,
+};
+
+use crate::cli::{Cli, Command};
+use crate::context::Context;
+use crate::output;
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Context::new(cli.global)?;
+    match cli.command {
+        Command::Token => {
+            println!("{}", ctx.token());
+            Ok(())
+        }
+        Command::Status => status(&ctx).await,
+        Command::Connect {
+            auto,
+            allow_portal_change,
+        } => connect(&ctx, auto, allow_portal_change).await,
+    }
+}
+
+fn connection_client(
+    ctx: &Context,
+) -> anyhow::Result<ConnectionServiceClient<tonic::transport::Channel>> {
+    Ok(ConnectionServiceClient::new(
+        ctx.channel(&ctx.global.connection)?,
+    ))
+}
+
+async fn status(ctx: &Context) -> anyhow::Result<()> {
+    let g = &ctx.global;
+    let services = [
+        (
+            "connection",
+            g.connection.as_str(),
+            "spoke.connection.v1.ConnectionService",
+        ),
+        (
+            "mapping",
+            g.mapping.as_str(),
+            "spoke.mapping.v1.MappingService",
+        ),
+        ("dedupe", g.dedupe.as_str(), "spoke.dedupe.v1.DedupeService"),
+        ("export", g.export.as_str(), "spoke.export.v1.ExportService"),
+        (
+            "filtering",
+            g.filtering.as_str(),
+            "spoke.filtering.v1.FilteringService",
+        ),
+    ];
+    let mut rows = Vec::new();
+    let mut json_rows = Vec::new();
+    for (name, endpoint, service) in services {
+        let health = health(ctx, endpoint, service).await;
+        rows.push(vec![name.to_string(), endpoint.to_string(), health.clone()]);
+        json_rows.push(json!({"service": name, "endpoint": endpoint, "health": health}));
+    }
+    let connection = connection_client(ctx)?
+        .get_connection(ctx.request(GetConnectionRequest {})?)
+        .await;
+    let conn_json = match &connection {
+        Ok(resp) => resp.get_ref().connection.as_ref().map(connection_json),
+        Err(_) => None,
+    };
+    if g.output == crate::cli::OutputFormat::Json {
+        let err = connection
+            .as_ref()
+            .err()
+            .map(|s| format!("{:?}: {}", s.code(), s.message()));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"services": json_rows, "connection": conn_json, "connection_error": err})
+            )?
+        );
+        return Ok(());
+    }
+    output::table(
+        g.output,
+        &["service", "endpoint", "health"],
+        &rows,
+        &json_rows,
+    )?;
+    println!();
+    match connection {
+        Ok(resp) => match resp.into_inner().connection {
+            Some(c) => print_connection(ctx, &c)?,
+            None => println!("org {} has no connection", g.org),
+        },
+        Err(s) if s.code() == tonic::Code::NotFound => {
+            println!("org {} is not connected: run `spokectl connect`", g.org)
+        }
+        Err(s) => println!("connection: {:?}: {}", s.code(), s.message()),
+    }
+    Ok(())
+}
+
+async fn health(ctx: &Context, endpoint: &str, service: &str) -> String {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let Ok(channel) = ctx.channel(endpoint) else {
+        return "bad endpoint".into();
+    };
+    let mut client = HealthClient::new(channel);
+    let call = client.check(HealthCheckRequest {
+        service: service.to_string(),
+    });
+    match tokio::time::timeout(std::time::Duration::from_secs(3), call).await {
+        Ok(Ok(resp)) => match resp.into_inner().status {
+            1 => "SERVING".into(),
+            2 => "NOT_SERVING".into(),
+            other => format!("status {other}"),
+        },
+        Ok(Err(s)) => format!("{:?}", s.code()),
+        Err(_) => "timeout".into(),
+    }
+}
+
+async fn connect(ctx: &Context, auto: bool, allow_portal_change: bool) -> anyhow::Result<()> {
+    let mut client = connection_client(ctx)?;
+    let start = client
+        .start_connect(ctx.request(StartConnectRequest {
+            return_url: String::new(),
+            allow_portal_change,
+        })?)
+        .await?
+        .into_inner();
+    if !auto {
+        println!(
+            "Open this URL as a HubSpot Super Admin to connect org {}:\n{}",
+            ctx.global.org, start.authorize_url
+        );
+        return Ok(());
+    }
+    // The sandbox consents on its own and redirects to the callback with ?code&state.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let resp = http.get(&start.authorize_url).send().await?;
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the authorize page answered {} without a redirect; open it in a browser instead",
+                resp.status()
+            )
+        })?;
+    let url = url::Url::parse(location)?;
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    if let Some(err) = param("error") {
+        anyhow::bail!("HubSpot refused the connection: {err}");
+    }
+    let code =
+        param("code").ok_or_else(|| anyhow::anyhow!("redirect without a code: {location}"))?;
+    let state = param("state").unwrap_or_default();
+    let done = client
+        .complete_connect(ctx.request(CompleteConnectRequest { code, state })?)
+        .await?
+        .into_inner();
+    if let Some(c) = done.connection {
+        if ctx.global.output == crate::cli::OutputFormat::Table {
+            println!(
+                "connected org {}{}",
+                ctx.global.org,
+                if done.portal_changed {
+                    " (to a different portal: user mapping reset)"
+                } else {
+                    ""
+                }
+            );
+        }
+        print_connection(ctx, &c)?;
+    }
+    Ok(())
+}
+
+fn connection_json(c: &Connection) -> serde_json::Value {
+    json!({
+        "portal_id": c.portal_id,
+        "status": ConnectionStatus::try_from(c.status).map(|s| s.as_str_name()).unwrap_or("UNKNOWN"),
+        "enabled": c.enabled,
+        "export_account_mode": ExportAccountMode::try_from(c.export_account_mode).map(|s| s.as_str_name()).unwrap_or("UNKNOWN"),
+        "primary_admin_user_id": c.primary_admin_user_id,
+        "primary_admin_email": c.primary_admin_email,
+        "service_account_email": c.service_account_email,
+        "plan": HubSpotPlan::try_from(c.plan).map(|s| s.as_str_name()).unwrap_or("UNKNOWN"),
+        "account_type": c.account_type,
+        "time_zone": c.time_zone,
+        "company_currency": c.company_currency,
+        "ui_domain": c.ui_domain,
+        "status_message": c.status_message,
+    })
+}
+
+fn print_connection(ctx: &Context, c: &Connection) -> anyhow::Result<()> {
+    let j = connection_json(c);
+    let s = |k: &str| {
+        j[k].as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| j[k].to_string())
+    };
+    output::record(
+        ctx.global.output,
+        &[
+            ("portal", c.portal_id.to_string()),
+            ("status", s("status")),
+            ("enabled", c.enabled.to_string()),
+            ("export account", s("export_account_mode")),
+            (
+                "primary admin",
+                format!("{} <{}>", c.primary_admin_user_id, c.primary_admin_email),
+            ),
+            ("service account", c.service_account_email.clone()),
+            ("plan", s("plan")),
+            ("time zone", c.time_zone.clone()),
+            ("currency", c.company_currency.clone()),
+            ("ui domain", c.ui_domain.clone()),
+        ],
+        &j,
+    )
+}

@@ -1,6 +1,8 @@
 //! Wiring and lifecycle of the export service.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use spoke_platform::kafka::topics;
 use spoke_platform::service::{RunningService, ServiceHost};
@@ -8,8 +10,11 @@ use spoke_proto::export::v1::export_service_server::ExportServiceServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
-use crate::error::Result;
+use crate::cluster::ClusterClients;
+use crate::error::{Error, Result};
 use crate::grpc::ExportServiceImpl;
+use crate::ports::Cluster;
+use crate::writer::Writer;
 
 /// The schema migrations of this service (versions >= 100; the platform owns < 100).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -32,12 +37,32 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to Postgres and Kafka, migrates, starts consumers and serves gRPC.
+    /// Connects to Postgres and Kafka, migrates, starts consumers and the writer, serves gRPC.
     pub async fn build(config: Config) -> Result<Self> {
+        let issuer = spoke_platform::auth::TokenIssuer::from_config(&config.common.auth)?;
+        let cluster: Arc<dyn Cluster> = Arc::new(ClusterClients::new(
+            &config.connection,
+            &config.mapping.endpoint,
+            &config.hubspot,
+            issuer,
+        )?);
+        Self::build_with(config, cluster).await
+    }
+
+    /// As [`Application::build`] with the given cluster clients.
+    pub async fn build_with(config: Config, cluster: Arc<dyn Cluster>) -> Result<Self> {
         let mut host = ServiceHost::start("export", &config.common, &MIGRATOR, TOPICS).await?;
-        crate::consumers::spawn(&mut host);
-        let svc = ExportServiceServer::with_interceptor(
-            ExportServiceImpl::new(host.pool.clone()),
+        let writer = Writer::new(host.pool.clone(), cluster.clone(), config.writer.settings());
+        crate::consumers::spawn(&mut host, writer.waker());
+        host.spawn("export writer", move |cancel| writer.run(cancel));
+        let pool = host.pool.clone();
+        host.spawn("export job gauge", move |cancel| job_gauge(pool, cancel));
+        // CreateExport carries up to 100,000 records inline: raise the decoding limit before
+        // the auth interceptor wraps the server.
+        let server = ExportServiceServer::new(ExportServiceImpl::new(host.pool.clone(), cluster))
+            .max_decoding_message_size(config.export.max_request_bytes);
+        let svc = tonic::service::interceptor::InterceptedService::new(
+            server,
             host.authenticator.clone(),
         );
         let routes = tonic::service::Routes::new(svc);
@@ -63,5 +88,27 @@ impl Application {
     /// Serves until SIGTERM/SIGINT or cancellation, then drains.
     pub async fn run_until_stopped(self) -> Result<()> {
         Ok(self.running.run_until_stopped().await?)
+    }
+}
+
+/// Keeps `spoke_export_jobs{state}` current.
+async fn job_gauge(pool: sqlx::PgPool, cancel: CancellationToken) -> spoke_platform::Result<()> {
+    loop {
+        match crate::store::jobs_per_state(&pool).await {
+            Ok(rows) => {
+                for (state, n) in rows {
+                    let name = spoke_proto::common::v1::ExportJobState::try_from(state)
+                        .map(|s| s.as_str_name())
+                        .unwrap_or("UNKNOWN");
+                    metrics::gauge!("spoke_export_jobs", "state" => name).set(n as f64);
+                }
+            }
+            Err(Error::Database(e)) => tracing::debug!(error = %e, "job gauge query failed"),
+            Err(e) => tracing::debug!(error = %e, "job gauge failed"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+        }
     }
 }

@@ -15,6 +15,7 @@ async fn serves_health_readiness_metrics_and_authenticates_calls() {
     let db = fresh_database().await.expect("fresh database");
     let app = Application::build(Config {
         common: test_config(&db, kafka.bootstrap()),
+        ..Config::default()
     })
     .await
     .expect("service starts");
@@ -58,9 +59,10 @@ async fn serves_health_readiness_metrics_and_authenticates_calls() {
     let err = client.get_export(req).await.unwrap_err();
     assert_eq!(
         err.code(),
-        tonic::Code::Unimplemented,
-        "not built yet: {err:?}"
+        tonic::Code::InvalidArgument,
+        "empty job id: {err:?}"
     );
+    assert!(err.message().contains("job_id"), "{err:?}");
 
     stop.cancel();
     running.await.unwrap().expect("clean shutdown");

@@ -112,7 +112,7 @@ impl Validate for Config {
         self.hubspot.validate(problems);
         self.connection.validate(problems);
         let f = &self.filtering;
-        if !(f.lease_secs >= 1.0) {
+        if f.lease_secs.is_nan() || f.lease_secs < 1.0 {
             problems.push(format!(
                 "filtering.lease_secs must be at least 1 (set {})",
                 env_var_name("filtering.lease_secs")

@@ -188,10 +188,11 @@ fn touches_locked_fields(u: &pb::ObjectFilterSettingsUpdate, current: &ObjectFil
 
 impl FilteringServiceImpl {
     async fn remember_admin(&self, c: &Caller) {
-        if c.has(Role::Admin) && !c.email.is_empty() {
-            if let Err(e) = store::record_admin(&self.pool, &c.org, &c.user_id, &c.email).await {
-                tracing::warn!(error = %e, "recording the admin's email failed");
-            }
+        if c.has(Role::Admin)
+            && !c.email.is_empty()
+            && let Err(e) = store::record_admin(&self.pool, &c.org, &c.user_id, &c.email).await
+        {
+            tracing::warn!(error = %e, "recording the admin's email failed");
         }
     }
 
@@ -602,7 +603,7 @@ impl FilteringService for FilteringServiceImpl {
             })?;
             Some((DateTime::from_timestamp_micros(t).unwrap_or_default(), id))
         };
-        let state = (body.state != 0).then(|| body.state as i16);
+        let state = (body.state != 0).then_some(body.state as i16);
         let mut conn = self.pool.acquire().await.map_err(Error::from)?;
         let runs = store::list_runs(&mut conn, &c.org, state, after, i64::from(size) + 1).await?;
         let more = runs.len() > size as usize;
@@ -747,14 +748,14 @@ impl FilteringService for FilteringServiceImpl {
                 .map_err(|e| Status::internal(e.to_string()))?;
             return Ok(Response::new(r));
         }
-        if let Some(run) = store::active_run(&mut tx, &c.org).await? {
-            if run.state == RunState::Running.code() {
-                return Err(Error::FailedPrecondition(format!(
-                    "run {} is running: clear the matches after it ends",
-                    run.run_id
-                ))
-                .into());
-            }
+        if let Some(run) = store::active_run(&mut tx, &c.org).await?
+            && run.state == RunState::Running.code()
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "run {} is running: clear the matches after it ends",
+                run.run_id
+            ))
+            .into());
         }
         let mut objects = objects_of(&body.objects, "objects")?;
         if objects.is_empty() {

@@ -216,11 +216,11 @@ impl Runner {
                 .stop_with(claimed, RunState::Cancelled, &stats, &message)
                 .await;
         }
-        if ctx.advanced {
-            if let Err(e) = self.sync_extra_objects(&ctx).await {
-                // Advanced Sync extras must not cost the org its filtering results.
-                tracing::warn!(error = %e, "advanced sync of tasks, pipelines and users failed");
-            }
+        // Advanced Sync extras must not cost the org its filtering results.
+        if ctx.advanced
+            && let Err(e) = self.sync_extra_objects(&ctx).await
+        {
+            tracing::warn!(error = %e, "advanced sync of tasks, pipelines and users failed");
         }
         let message = if skipped.is_empty() {
             String::new()

@@ -15,6 +15,7 @@ async fn serves_health_readiness_metrics_and_authenticates_calls() {
     let db = fresh_database().await.expect("fresh database");
     let app = Application::build(Config {
         common: test_config(&db, kafka.bootstrap()),
+        ..Config::default()
     })
     .await
     .expect("service starts");
@@ -55,11 +56,13 @@ async fn serves_health_readiness_metrics_and_authenticates_calls() {
             .parse()
             .unwrap(),
     );
-    let err = client.get_stats(req).await.unwrap_err();
-    assert_eq!(
-        err.code(),
-        tonic::Code::Unimplemented,
-        "not built yet: {err:?}"
+    let stats = client.get_stats(req).await.expect("stats").into_inner();
+    assert_eq!(stats.objects.len(), 3, "one entry per object: {stats:?}");
+    assert!(
+        stats
+            .objects
+            .iter()
+            .all(|o| !o.enabled && o.profiles_linked == 0)
     );
 
     stop.cancel();

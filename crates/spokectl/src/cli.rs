@@ -100,4 +100,86 @@ pub enum Command {
         #[arg(long)]
         allow_portal_change: bool,
     },
+    /// Generate realistic provider profiles (deterministic by seed) as NDJSON.
+    Gen {
+        /// companies or contacts.
+        #[arg(value_enum)]
+        object: ObjectArg,
+        /// How many.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// First index (profiles are numbered; overlapping ranges overlap in identity).
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Universe seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Exports to HubSpot.
+    #[command(subcommand)]
+    Export(ExportCmd),
+}
+
+/// Object of an export or generator.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectArg {
+    /// HubSpot companies.
+    Companies,
+    /// HubSpot contacts.
+    Contacts,
+}
+
+/// What to do with duplicates found during an export.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDuplicate {
+    /// Update the existing HubSpot record.
+    Update,
+    /// Leave it; do not export the record.
+    Skip,
+    /// Create a duplicate record.
+    Create,
+}
+
+/// Export commands.
+#[derive(Subcommand, Debug)]
+pub enum ExportCmd {
+    /// Export the profiles of FILE (CSV or NDJSON) and follow its progress.
+    Create {
+        /// CSV or NDJSON file of profiles.
+        file: std::path::PathBuf,
+        /// companies or contacts.
+        #[arg(long, value_enum)]
+        object: ObjectArg,
+        /// Answer duplicate reviews with this choice instead of asking.
+        #[arg(long, value_enum)]
+        on_duplicate: Option<OnDuplicate>,
+        /// A label shown in listings.
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Retry-safe key (a repeated call returns the same job); default: a new one.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Return the job id at once instead of following progress.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show one export.
+    Show {
+        /// Job id.
+        job_id: String,
+    },
+    /// List the org's exports.
+    List {
+        /// Page size.
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+    },
+    /// Cancel an export.
+    Cancel {
+        /// Job id.
+        job_id: String,
+    },
 }

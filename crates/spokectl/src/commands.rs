@@ -24,6 +24,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             auto,
             allow_portal_change,
         } => connect(&ctx, auto, allow_portal_change).await,
+        Command::Gen {
+            object,
+            count,
+            start,
+            seed,
+            out,
+        } => {
+            let profiles: Vec<_> = (start..start + count)
+                .map(|i| match object {
+                    crate::cli::ObjectArg::Companies => crate::datagen::company(seed, i),
+                    crate::cli::ObjectArg::Contacts => crate::datagen::contact(seed, i),
+                })
+                .collect();
+            let text = crate::profiles::to_ndjson(&profiles);
+            match out {
+                Some(path) => std::fs::write(&path, text)?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::Export(cmd) => crate::export::run(&ctx, cmd).await,
     }
 }
 

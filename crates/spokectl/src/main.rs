@@ -7,7 +7,10 @@
 mod cli;
 mod commands;
 mod context;
+mod datagen;
+mod export;
 mod output;
+mod profiles;
 
 use clap::Parser;
 

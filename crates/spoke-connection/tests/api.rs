@@ -54,6 +54,7 @@ fn portal_seed(id: u64) -> PortalSeed {
 struct Harness {
     sandbox: Sandbox,
     app_grpc: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
     db: String,
     stop: tokio_util::sync::CancellationToken,
     running: tokio::task::JoinHandle<spoke_connection::Result<()>>,
@@ -96,7 +97,7 @@ async fn start(token_ttl: Duration) -> Harness {
     })
     .await
     .expect("service starts");
-    let (grpc, stop) = (app.grpc_addr(), app.shutdown_token());
+    let (grpc, admin, stop) = (app.grpc_addr(), app.admin_addr(), app.shutdown_token());
     let running = tokio::spawn(app.run_until_stopped());
     wait_serving(grpc, "spoke.connection.v1.ConnectionService")
         .await
@@ -104,6 +105,7 @@ async fn start(token_ttl: Duration) -> Harness {
     Harness {
         sandbox,
         app_grpc: grpc,
+        admin,
         db,
         stop,
         running,
@@ -802,8 +804,22 @@ async fn budget_keeps_three_consumers_under_the_portal_limit_for_60_seconds() {
 }
 
 #[tokio::test]
-async fn serves_health_readiness_metrics() {
+async fn serves_health_readiness_metrics_and_authenticates_calls() {
     let h = start(Duration::from_secs(1800)).await;
-    let _ = http_get;
+    let (status, body) = http_get(h.admin, "/readyz").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("postgres: ok") && body.contains("kafka: ok"),
+        "{body}"
+    );
+    let (status, body) = http_get(h.admin, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("spoke_connection_reauth_required"), "{body}");
+    let mut c = h.client().await;
+    let err = c
+        .get_connection(pb::GetConnectionRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
     h.stop().await;
 }

@@ -236,6 +236,9 @@ pub struct ServiceProcess {
     pub process: Process,
 }
 
+/// The AES-256 key (base64) the local stack and tests encrypt HubSpot tokens with. Dev only.
+pub const DEV_TOKEN_KEY: &str = "c3Bva2UtZGV2LXRva2VuLWtleS0zMi1ieXRlcy0hISE=";
+
 /// The environment a service process needs.
 pub fn service_env(
     database_url: &str,
@@ -294,6 +297,12 @@ pub fn start_service_on(
         .map(|(_, s)| *s)
         .ok_or_else(|| format!("unknown service {name}"))?;
     let mut env = service_env(database_url, bootstrap, gp, ap);
+    if name == "connection" {
+        // The OAuth callback listener: loopback, its own free port unless the caller says otherwise.
+        env.insert("SPOKE_CALLBACK__HOST".into(), "127.0.0.1".into());
+        env.insert("SPOKE_CALLBACK__PORT".into(), free_port().to_string());
+        env.insert("SPOKE_TOKENS__ENCRYPTION_KEY".into(), DEV_TOKEN_KEY.into());
+    }
     env.extend(extra.clone());
     let process = Process::start(name, &format!("spoke-{name}"), &[], &env, log_dir)?;
     Ok(ServiceProcess {

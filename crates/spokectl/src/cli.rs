@@ -118,9 +118,93 @@ pub enum Command {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Write a HubSpot sandbox seed: one portal with owners, users and the first N profiles
+    /// of the universe already in HubSpot (so an export of an overlapping range finds duplicates).
+    GenSeed {
+        /// Portal (hub) id.
+        #[arg(long, default_value_t = 101)]
+        portal: u64,
+        /// Email of the portal's Super Admin (the connecting user).
+        #[arg(long, default_value = "admin-1@example.com")]
+        admin_email: String,
+        /// Companies already in HubSpot.
+        #[arg(long, default_value_t = 2500)]
+        companies: u64,
+        /// Contacts already in HubSpot.
+        #[arg(long, default_value_t = 2500)]
+        contacts: u64,
+        /// Universe seed (as for `gen`).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output file.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Exports to HubSpot.
     #[command(subcommand)]
     Export(ExportCmd),
+    /// HubSpot filtering: enable, run, stats, matches.
+    #[command(subcommand)]
+    Filtering(FilteringCmd),
+    /// Provider profiles (the index filtering matches against).
+    #[command(subcommand)]
+    Profiles(ProfilesCmd),
+}
+
+/// Filtering commands.
+#[derive(Subcommand, Debug)]
+pub enum FilteringCmd {
+    /// Enable filtering for objects.
+    Enable {
+        /// Objects (companies, contacts).
+        #[arg(value_enum, num_args = 0..)]
+        objects: Vec<ObjectArg>,
+        /// Include deals.
+        #[arg(long)]
+        deals: bool,
+    },
+    /// Disable filtering for objects (future runs stop; matches stay).
+    Disable {
+        /// Objects (companies, contacts).
+        #[arg(value_enum, num_args = 0..)]
+        objects: Vec<ObjectArg>,
+        /// Include deals.
+        #[arg(long)]
+        deals: bool,
+    },
+    /// Start a run now.
+    RunNow {
+        /// Objects (default: every enabled object).
+        #[arg(value_enum, num_args = 0..)]
+        objects: Vec<ObjectArg>,
+        /// Include deals.
+        #[arg(long)]
+        deals: bool,
+        /// Wait for the run to finish, showing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Status, match rate, linked profiles, last and next match per object.
+    Stats,
+    /// Matched records.
+    Matches {
+        /// companies or contacts.
+        #[arg(value_enum)]
+        object: ObjectArg,
+        /// Page size.
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+    },
+}
+
+/// Profile commands.
+#[derive(Subcommand, Debug)]
+pub enum ProfilesCmd {
+    /// Stream a CSV or NDJSON file of profiles (with `kind` company|contact) into the profile index.
+    Load {
+        /// The file.
+        file: std::path::PathBuf,
+    },
 }
 
 /// Object of an export or generator.

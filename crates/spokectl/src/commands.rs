@@ -37,14 +37,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     crate::cli::ObjectArg::Contacts => crate::datagen::contact(seed, i),
                 })
                 .collect();
-            let text = crate::profiles::to_ndjson(&profiles);
+            let kind = match object {
+                crate::cli::ObjectArg::Companies => "company",
+                crate::cli::ObjectArg::Contacts => "contact",
+            };
+            let text = crate::profiles::to_ndjson(&profiles, kind);
             match out {
                 Some(path) => std::fs::write(&path, text)?,
                 None => print!("{text}"),
             }
             Ok(())
         }
+        Command::GenSeed {
+            portal,
+            admin_email,
+            companies,
+            contacts,
+            seed,
+            out,
+        } => {
+            let value =
+                crate::datagen::sandbox_seed(seed, portal, &admin_email, companies, contacts);
+            std::fs::write(&out, serde_json::to_vec(&value)?)?;
+            Ok(())
+        }
         Command::Export(cmd) => crate::export::run(&ctx, cmd).await,
+        Command::Filtering(cmd) => crate::filtering::run(&ctx, cmd).await,
+        Command::Profiles(crate::cli::ProfilesCmd::Load { file }) => {
+            crate::filtering::load_profiles(&ctx, &file).await
+        }
     }
 }
 

@@ -245,6 +245,84 @@ pub fn contact(seed: u64, index: u64) -> Profile {
     (format!("ct-{seed}-{index}"), f)
 }
 
+/// Company `index` as HubSpot already holds it (canonical domain), for seeding the sandbox.
+pub fn hubspot_company(seed: u64, index: u64) -> BTreeMap<String, String> {
+    let (name, domain) = company_identity(seed, index);
+    let (_, f) = company(seed, index);
+    let mut p = BTreeMap::new();
+    p.insert("name".into(), name);
+    p.insert("domain".into(), domain);
+    p.insert("city".into(), f["city"].clone());
+    p.insert("country".into(), f["country"].clone());
+    p
+}
+
+/// Contact `index` as HubSpot already holds it (lower-case email), for seeding the sandbox.
+pub fn hubspot_contact(seed: u64, index: u64) -> BTreeMap<String, String> {
+    let (_, f) = contact(seed, index);
+    let (company, domain) = company_identity(seed, index / 4);
+    let local = format!(
+        "{}.{}{index}",
+        ascii(&f["first_name"]),
+        ascii(&f["last_name"])
+    )
+    .to_lowercase();
+    let mut p = BTreeMap::new();
+    p.insert("firstname".into(), f["first_name"].clone());
+    p.insert("lastname".into(), f["last_name"].clone());
+    p.insert("email".into(), format!("{local}@{domain}"));
+    p.insert("company".into(), company);
+    p
+}
+
+/// A sandbox seed (see crates/spoke-sandbox/README.md): one portal with owners, users (the
+/// first a Super Admin with `admin_email`) and the first `companies`/`contacts` of the universe.
+pub fn sandbox_seed(
+    seed: u64,
+    portal: u64,
+    admin_email: &str,
+    companies: u64,
+    contacts: u64,
+) -> serde_json::Value {
+    let people = [
+        (admin_email.to_string(), "Avery", "Admin", true),
+        ("sam.seller@example.com".to_string(), "Sam", "Seller", false),
+        ("riley.rep@example.com".to_string(), "Riley", "Rep", false),
+        (
+            "morgan.manager@example.com".to_string(),
+            "Morgan",
+            "Manager",
+            false,
+        ),
+    ];
+    let owners: Vec<_> = people
+        .iter()
+        .enumerate()
+        .map(|(i, (email, first, last, _))| {
+            serde_json::json!({"id": (501 + i).to_string(), "email": email, "firstName": first, "lastName": last, "userId": 9001 + i, "archived": false})
+        })
+        .collect();
+    let users: Vec<_> = people
+        .iter()
+        .enumerate()
+        .map(|(i, (email, _, _, admin))| {
+            serde_json::json!({"id": (9001 + i).to_string(), "email": email, "superAdmin": admin, "ownerId": (501 + i).to_string(), "roleIds": []})
+        })
+        .collect();
+    let company_records: Vec<_> = (0..companies)
+        .map(|i| serde_json::json!({"id": (1_000_000 + i).to_string(), "properties": hubspot_company(seed, i)}))
+        .collect();
+    let contact_records: Vec<_> = (0..contacts)
+        .map(|i| serde_json::json!({"id": (2_000_000 + i).to_string(), "properties": hubspot_contact(seed, i)}))
+        .collect();
+    serde_json::json!({"portals": [{
+        "portalId": portal, "accountType": "STANDARD", "tier": "PROFESSIONAL", "timeZone": "US/Eastern",
+        "companyCurrency": "USD", "uiDomain": "app.hubspot.com", "defaultOauthUser": admin_email,
+        "owners": owners, "users": users, "standardProperties": true,
+        "records": {"companies": company_records, "contacts": contact_records}
+    }]})
+}
+
 fn ascii(s: &str) -> String {
     s.chars()
         .filter_map(|c| match c {

@@ -9,6 +9,7 @@ mod commands;
 mod context;
 mod datagen;
 mod export;
+mod filtering;
 mod output;
 mod profiles;
 

@@ -105,11 +105,14 @@ fn read_csv(text: &str) -> anyhow::Result<Vec<Profile>> {
     Ok(out)
 }
 
-/// Writes profiles as NDJSON lines.
-pub fn to_ndjson(profiles: &[Profile]) -> String {
+/// Writes profiles as NDJSON lines; `kind` (company|contact) lets the same file feed
+/// `profiles load`.
+pub fn to_ndjson(profiles: &[Profile], kind: &str) -> String {
     let mut s = String::new();
     for (id, fields) in profiles {
-        s.push_str(&serde_json::json!({"profile_id": id, "fields": fields}).to_string());
+        s.push_str(
+            &serde_json::json!({"profile_id": id, "kind": kind, "fields": fields}).to_string(),
+        );
         s.push('\n');
     }
     s
@@ -152,6 +155,6 @@ mod tests {
     #[test]
     fn generated_profiles_round_trip_through_ndjson() {
         let ps: Vec<Profile> = (0..20).map(|i| crate::datagen::contact(3, i)).collect();
-        assert_eq!(read_ndjson(&to_ndjson(&ps)).unwrap(), ps);
+        assert_eq!(read_ndjson(&to_ndjson(&ps, "contact")).unwrap(), ps);
     }
 }

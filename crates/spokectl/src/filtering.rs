@@ -1,0 +1,372 @@
+//! `spokectl filtering ...` and `spokectl profiles load`.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use spoke_proto::common::v1::{FilteringRunState, ObjectType};
+use spoke_proto::filtering::v1::filtering_service_client::FilteringServiceClient;
+use spoke_proto::filtering::v1::{
+    FilteringRun, GetRunRequest, GetStatsRequest, ListMatchesRequest, RunNowRequest,
+    SetFilteringEnabledRequest,
+};
+
+use crate::cli::{FilteringCmd, ObjectArg, OutputFormat};
+use crate::context::Context;
+use crate::output;
+
+type Client = FilteringServiceClient<tonic::transport::Channel>;
+
+fn client(ctx: &Context) -> anyhow::Result<Client> {
+    Ok(FilteringServiceClient::new(
+        ctx.channel(&ctx.global.filtering)?,
+    ))
+}
+
+fn objects(list: &[ObjectArg], deals: bool) -> Vec<i32> {
+    let mut v: Vec<i32> = list
+        .iter()
+        .map(|o| match o {
+            ObjectArg::Companies => ObjectType::Companies as i32,
+            ObjectArg::Contacts => ObjectType::Contacts as i32,
+        })
+        .collect();
+    if deals {
+        v.push(ObjectType::Deals as i32);
+    }
+    v
+}
+
+fn object_name(o: i32) -> String {
+    ObjectType::try_from(o)
+        .map(|t| {
+            t.as_str_name()
+                .trim_start_matches("OBJECT_TYPE_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| o.to_string())
+}
+
+fn state_name(s: i32) -> String {
+    FilteringRunState::try_from(s)
+        .map(|t| {
+            t.as_str_name()
+                .trim_start_matches("FILTERING_RUN_STATE_")
+                .to_string()
+        })
+        .unwrap_or_else(|_| s.to_string())
+}
+
+fn ts(t: &Option<prost_types::Timestamp>) -> String {
+    t.as_ref()
+        .map(|t| date_time(t.seconds))
+        .unwrap_or_else(|| "-".into())
+}
+
+// Seconds since the epoch as `YYYY-MM-DD HH:MM UTC` without pulling a date crate into the CLI.
+fn date_time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+fn run_json(run: &FilteringRun) -> serde_json::Value {
+    json!({
+        "run_id": run.run_id,
+        "state": state_name(run.state),
+        "message": run.message,
+        "objects": run.stats.iter().map(|s| json!({
+            "object": object_name(s.object), "scanned": s.records_scanned, "passed_filter": s.records_passed_filter,
+            "matched": s.records_matched, "profiles_linked": s.profiles_linked, "added": s.matches_added,
+            "removed": s.matches_removed, "deals_matched": s.deals_matched, "match_rate_percent": s.match_rate_percent,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Runs a filtering command.
+pub async fn run(ctx: &Context, cmd: FilteringCmd) -> anyhow::Result<()> {
+    match cmd {
+        FilteringCmd::Enable {
+            objects: list,
+            deals,
+        } => set_enabled(ctx, &list, deals, true).await,
+        FilteringCmd::Disable {
+            objects: list,
+            deals,
+        } => set_enabled(ctx, &list, deals, false).await,
+        FilteringCmd::RunNow {
+            objects: list,
+            deals,
+            wait,
+        } => {
+            let run = client(ctx)?
+                .run_now(ctx.request(RunNowRequest {
+                    idempotency_key: format!("spokectl-{}", std::process::id()),
+                    objects: objects(&list, deals),
+                })?)
+                .await?
+                .into_inner()
+                .run
+                .unwrap_or_default();
+            let run = if wait {
+                wait_run(ctx, &run.run_id).await?
+            } else {
+                run
+            };
+            print_run(ctx, &run)
+        }
+        FilteringCmd::Stats => stats(ctx).await,
+        FilteringCmd::Matches { object, limit } => matches(ctx, object, limit).await,
+    }
+}
+
+async fn set_enabled(
+    ctx: &Context,
+    list: &[ObjectArg],
+    deals: bool,
+    enabled: bool,
+) -> anyhow::Result<()> {
+    client(ctx)?
+        .set_filtering_enabled(ctx.request(SetFilteringEnabledRequest {
+            objects: objects(list, deals),
+            enabled,
+        })?)
+        .await?;
+    if ctx.global.output == OutputFormat::Table {
+        println!(
+            "filtering {} for {}",
+            if enabled { "enabled" } else { "disabled" },
+            ctx.global.org
+        );
+    }
+    Ok(())
+}
+
+/// Polls a run until it ends, with a spinner.
+pub async fn wait_run(ctx: &Context, run_id: &str) -> anyhow::Result<FilteringRun> {
+    let mut c = client(ctx)?;
+    let bar = if ctx.global.output == OutputFormat::Table {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    loop {
+        let run = c
+            .get_run(ctx.request(GetRunRequest {
+                run_id: run_id.to_string(),
+            })?)
+            .await?
+            .into_inner()
+            .run
+            .unwrap_or_default();
+        let scanned: i64 = run.stats.iter().map(|s| s.records_scanned).sum();
+        let matched: i64 = run.stats.iter().map(|s| s.records_matched).sum();
+        bar.set_message(format!(
+            "filtering run {} {} — {scanned} records scanned, {matched} matched",
+            run.run_id,
+            state_name(run.state)
+        ));
+        let done = !matches!(
+            FilteringRunState::try_from(run.state),
+            Ok(FilteringRunState::Queued | FilteringRunState::Running)
+        );
+        if done {
+            bar.finish();
+            return Ok(run);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn print_run(ctx: &Context, run: &FilteringRun) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = run
+        .stats
+        .iter()
+        .map(|s| {
+            vec![
+                object_name(s.object),
+                s.records_scanned.to_string(),
+                s.records_matched.to_string(),
+                s.profiles_linked.to_string(),
+                s.matches_added.to_string(),
+                s.matches_removed.to_string(),
+                format!("{:.2}%", s.match_rate_percent),
+            ]
+        })
+        .collect();
+    if ctx.global.output == OutputFormat::Table {
+        println!(
+            "run {}: {} {}",
+            run.run_id,
+            state_name(run.state),
+            run.message
+        );
+    }
+    output::table(
+        ctx.global.output,
+        &[
+            "object",
+            "scanned",
+            "matched",
+            "linked",
+            "added",
+            "removed",
+            "match rate",
+        ],
+        &rows,
+        &run_json(run),
+    )
+}
+
+async fn stats(ctx: &Context) -> anyhow::Result<()> {
+    let resp = client(ctx)?
+        .get_stats(ctx.request(GetStatsRequest {})?)
+        .await?
+        .into_inner();
+    let rows: Vec<Vec<String>> = resp
+        .objects
+        .iter()
+        .map(|s| {
+            vec![
+                object_name(s.object),
+                if s.enabled { "on".into() } else { "off".into() },
+                state_name(s.status),
+                format!("{:.2}%", s.match_rate_percent),
+                s.profiles_linked.to_string(),
+                s.total_deals_matched.to_string(),
+                ts(&s.last_match_at),
+                ts(&s.next_match_at),
+            ]
+        })
+        .collect();
+    let json: Vec<_> = resp
+        .objects
+        .iter()
+        .map(|s| json!({"object": object_name(s.object), "enabled": s.enabled, "status": state_name(s.status),
+            "match_rate_percent": s.match_rate_percent, "profiles_linked": s.profiles_linked,
+            "total_deals_matched": s.total_deals_matched, "last_match": ts(&s.last_match_at), "next_match": ts(&s.next_match_at)}))
+        .collect();
+    output::table(
+        ctx.global.output,
+        &[
+            "object",
+            "filtering",
+            "status",
+            "match rate",
+            "linked",
+            "deals",
+            "last match",
+            "next match",
+        ],
+        &rows,
+        &json,
+    )
+}
+
+async fn matches(ctx: &Context, object: ObjectArg, limit: i32) -> anyhow::Result<()> {
+    let resp = client(ctx)?
+        .list_matches(ctx.request(ListMatchesRequest {
+            page_size: limit,
+            object: objects(&[object], false)[0],
+            ..Default::default()
+        })?)
+        .await?
+        .into_inner();
+    let rows: Vec<Vec<String>> = resp
+        .matches
+        .iter()
+        .map(|m| {
+            vec![
+                m.profile_id.clone(),
+                m.hubspot_id.clone(),
+                m.owner_name.clone(),
+                m.matched_by.clone(),
+                m.hubspot_url.clone(),
+            ]
+        })
+        .collect();
+    let json: Vec<_> = resp
+        .matches
+        .iter()
+        .map(|m| json!({"profile_id": m.profile_id, "hubspot_id": m.hubspot_id, "owner": m.owner_name, "matched_by": m.matched_by, "url": m.hubspot_url}))
+        .collect();
+    output::table(
+        ctx.global.output,
+        &["profile", "hubspot id", "owner", "matched by", "link"],
+        &rows,
+        &json,
+    )
+}
+
+/// `spokectl profiles load FILE`: streams the file to LoadProfiles with a progress bar.
+pub async fn load_profiles(ctx: &Context, path: &std::path::Path) -> anyhow::Result<()> {
+    let mut c = client(ctx)?;
+    let bar = if ctx.global.output == OutputFormat::Table {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {pos} profiles sent ({per_sec})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let b = bar.clone();
+    let resp =
+        spoke_filtering::profiles::load_file(&mut c, ctx.token(), path, move |n| b.set_position(n))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    bar.finish();
+    let json = json!({"upserted": resp.upserted, "deleted": resp.deleted, "rejected": resp.rejected,
+        "rejection_samples": resp.rejection_samples.iter().map(|r| json!({"profile_id": r.profile_id, "reason": r.reason})).collect::<Vec<_>>()});
+    output::record(
+        ctx.global.output,
+        &[
+            ("upserted", resp.upserted.to_string()),
+            ("deleted", resp.deleted.to_string()),
+            ("rejected", resp.rejected.to_string()),
+        ],
+        &json,
+    )?;
+    if ctx.global.output == OutputFormat::Table {
+        for r in &resp.rejection_samples {
+            println!("  rejected {}: {}", r.profile_id, r.reason);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_render_in_utc() {
+        for (secs, want) in [
+            (0, "1970-01-01 00:00 UTC"),
+            (1_709_251_200, "2024-03-01 00:00 UTC"),
+            (1_735_689_599, "2024-12-31 23:59 UTC"),
+        ] {
+            assert_eq!(super::date_time(secs), want);
+        }
+    }
+}

@@ -100,6 +100,13 @@ pub enum Command {
         #[arg(long)]
         allow_portal_change: bool,
     },
+    /// Turn the integration on for the org's users (admin).
+    Enable,
+    /// Turn the integration off for the org's users (admin); settings are kept.
+    Disable,
+    /// User mapping between org users and HubSpot users/owners.
+    #[command(subcommand)]
+    Users(UsersCmd),
     /// Generate realistic provider profiles (deterministic by seed) as NDJSON.
     Gen {
         /// companies or contacts.
@@ -195,6 +202,21 @@ pub enum FilteringCmd {
         #[arg(long, default_value_t = 20)]
         limit: i32,
     },
+}
+
+/// User-mapping commands.
+#[derive(Subcommand, Debug)]
+pub enum UsersCmd {
+    /// Register org users (USER:EMAIL[:admin], ...) and map them to HubSpot by email.
+    Add {
+        /// Users as `id:email` or `id:email:admin`.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Show the mapping.
+    Map,
+    /// Rebuild the mapping from the currently connected portal.
+    Reset,
 }
 
 /// Profile commands.

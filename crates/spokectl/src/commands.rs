@@ -6,6 +6,10 @@ use spoke_proto::connection::v1::{
     CompleteConnectRequest, Connection, ConnectionStatus, ExportAccountMode, GetConnectionRequest,
     HubSpotPlan, StartConnectRequest,
 };
+use spoke_proto::connection::v1::{
+    ListUserMappingsRequest, MappingStatus, OrgUser, ResetUserMappingsRequest, SetEnabledRequest,
+    UpsertOrgUsersRequest,
+};
 
 use crate::cli::{Cli, Command};
 use crate::context::Context;
@@ -62,6 +66,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Export(cmd) => crate::export::run(&ctx, cmd).await,
+        Command::Enable => set_enabled(&ctx, true).await,
+        Command::Disable => set_enabled(&ctx, false).await,
+        Command::Users(cmd) => users(&ctx, cmd).await,
         Command::Filtering(cmd) => crate::filtering::run(&ctx, cmd).await,
         Command::Profiles(crate::cli::ProfilesCmd::Load { file }) => {
             crate::filtering::load_profiles(&ctx, &file).await
@@ -273,5 +280,119 @@ fn print_connection(ctx: &Context, c: &Connection) -> anyhow::Result<()> {
             ("ui domain", c.ui_domain.clone()),
         ],
         &j,
+    )
+}
+
+async fn set_enabled(ctx: &Context, enabled: bool) -> anyhow::Result<()> {
+    let resp = connection_client(ctx)?
+        .set_enabled(ctx.request(SetEnabledRequest { enabled })?)
+        .await?
+        .into_inner();
+    if let Some(c) = resp.connection {
+        print_connection(ctx, &c)?;
+    }
+    Ok(())
+}
+
+async fn users(ctx: &Context, cmd: crate::cli::UsersCmd) -> anyhow::Result<()> {
+    let mut client = connection_client(ctx)?;
+    match cmd {
+        crate::cli::UsersCmd::Add { users } => {
+            let parsed = users
+                .iter()
+                .map(|u| {
+                    let parts: Vec<&str> = u.split(':').collect();
+                    match parts.as_slice() {
+                        [id, email] => Ok(OrgUser {
+                            user_id: id.to_string(),
+                            email: email.to_string(),
+                            display_name: id.to_string(),
+                            admin: false,
+                        }),
+                        [id, email, "admin"] => Ok(OrgUser {
+                            user_id: id.to_string(),
+                            email: email.to_string(),
+                            display_name: id.to_string(),
+                            admin: true,
+                        }),
+                        _ => Err(anyhow::anyhow!(
+                            "{u:?}: write users as id:email or id:email:admin"
+                        )),
+                    }
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            client
+                .upsert_org_users(ctx.request(UpsertOrgUsersRequest {
+                    users: parsed,
+                    removed_user_ids: vec![],
+                })?)
+                .await?;
+            list_mappings(ctx, &mut client).await
+        }
+        crate::cli::UsersCmd::Map => list_mappings(ctx, &mut client).await,
+        crate::cli::UsersCmd::Reset => {
+            let r = client
+                .reset_user_mappings(ctx.request(ResetUserMappingsRequest {})?)
+                .await?
+                .into_inner();
+            output::record(
+                ctx.global.output,
+                &[
+                    ("mapped", r.mapped.to_string()),
+                    ("unmapped", r.unmapped.to_string()),
+                ],
+                &json!({"mapped": r.mapped, "unmapped": r.unmapped}),
+            )
+        }
+    }
+}
+
+async fn list_mappings(
+    ctx: &Context,
+    client: &mut ConnectionServiceClient<tonic::transport::Channel>,
+) -> anyhow::Result<()> {
+    let resp = client
+        .list_user_mappings(ctx.request(ListUserMappingsRequest {
+            page_size: 200,
+            ..Default::default()
+        })?)
+        .await?
+        .into_inner();
+    let status = |s: i32| {
+        MappingStatus::try_from(s)
+            .map(|m| {
+                m.as_str_name()
+                    .trim_start_matches("MAPPING_STATUS_")
+                    .to_lowercase()
+            })
+            .unwrap_or_default()
+    };
+    let rows: Vec<Vec<String>> = resp
+        .mappings
+        .iter()
+        .map(|m| {
+            let u = m.user.clone().unwrap_or_default();
+            vec![
+                u.user_id,
+                u.email,
+                m.hubspot_email.clone(),
+                m.hubspot_owner_id.clone(),
+                status(m.status),
+            ]
+        })
+        .collect();
+    let json: Vec<_> = resp
+        .mappings
+        .iter()
+        .map(|m| {
+            let u = m.user.clone().unwrap_or_default();
+            json!({"user_id": u.user_id, "email": u.email, "hubspot_email": m.hubspot_email, "hubspot_owner_id": m.hubspot_owner_id, "status": status(m.status)})
+        })
+        .collect();
+    output::table(
+        ctx.global.output,
+        &["user", "email", "hubspot user", "owner id", "status"],
+        &rows,
+        &json,
     )
 }

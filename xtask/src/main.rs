@@ -25,6 +25,9 @@ enum Cmd {
         /// Stop the stack cleanly when the demo is done.
         #[arg(long)]
         stop: bool,
+        /// Companies and contacts to export (each).
+        #[arg(long, default_value_t = 10_000)]
+        records: u64,
     },
     /// Start the local stack and leave it running.
     Up,
@@ -42,7 +45,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Cmd::Demo { stop } => rt.block_on(stack::demo(stop)),
+        Cmd::Demo { stop, records } => rt.block_on(stack::demo(stop, records)),
         Cmd::Up => rt.block_on(async { stack::up().await.map(|_| ()) }),
         Cmd::Down => stack::down(),
         Cmd::Status => rt.block_on(stack::status()),

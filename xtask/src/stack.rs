@@ -12,8 +12,17 @@ use serde::{Deserialize, Serialize};
 use spoke_e2e::{DevBroker, Process, SERVICES, build_binaries, start_service_on, target_dir};
 use spoke_platform::testing::{http_get, replace_database, wait_serving};
 
-/// Fixed local ports: gRPC 50051.., admin 9101.., sandbox 8091.
+/// Fixed local ports: gRPC 50051.., admin 9101.., sandbox 8091, OAuth callback 8181.
 const SANDBOX_PORT: u16 = 8091;
+const CALLBACK_PORT: u16 = 8181;
+/// The demo portal and its Super Admin (the demo org's admin).
+pub const DEMO_PORTAL: u64 = 101;
+/// Email of the demo admin, in the org and in HubSpot.
+pub const DEMO_ADMIN_EMAIL: &str = "admin-1@example.com";
+/// Seed of the demo's data universe.
+pub const DEMO_SEED: u64 = 7;
+/// Companies and contacts of the universe that HubSpot already holds.
+pub const EXISTING: u64 = 2500;
 
 fn ports(index: usize) -> (u16, u16) {
     (50051 + index as u16, 9101 + index as u16)
@@ -57,6 +66,17 @@ fn load() -> Option<Stack> {
     serde_json::from_str(&text).ok()
 }
 
+impl Stack {
+    /// Port of the HubSpot sandbox.
+    pub fn sandbox_port(&self) -> u16 {
+        self.sandbox_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(SANDBOX_PORT)
+    }
+}
+
 /// Starts everything; returns the stack description.
 pub async fn up() -> Result<Stack> {
     if let Some(stack) = load()
@@ -83,8 +103,29 @@ pub async fn up() -> Result<Stack> {
     pids.push(("devbroker".to_string(), broker.process.detach()));
     println!("dev broker   {bootstrap} (control {broker_control})");
 
-    let seed =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates/spoke-sandbox/seed/example.json");
+    // A realistic portal: owners, users (the demo admin is its Super Admin) and the first
+    // profiles of the demo universe already in HubSpot, so the demo's export meets duplicates.
+    let seed = state_dir().join("demo-seed.json");
+    let bin = build_binaries().map_err(anyhow::Error::msg)?;
+    let status = std::process::Command::new(bin.join("spokectl"))
+        .args([
+            "gen-seed",
+            "--portal",
+            &DEMO_PORTAL.to_string(),
+            "--admin-email",
+            DEMO_ADMIN_EMAIL,
+        ])
+        .args([
+            "--companies",
+            &EXISTING.to_string(),
+            "--contacts",
+            &EXISTING.to_string(),
+        ])
+        .args(["--seed", &DEMO_SEED.to_string()])
+        .arg("--out")
+        .arg(&seed)
+        .status()?;
+    anyhow::ensure!(status.success(), "spokectl gen-seed failed");
     let sandbox = Process::start(
         "sandbox",
         "spoke-sandbox",
@@ -121,6 +162,16 @@ pub async fn up() -> Result<Stack> {
             "SPOKE_HUBSPOT__APP_BASE_URL".to_string(),
             sandbox_url.clone(),
         );
+        extra.insert(
+            "SPOKE_CONNECTION__ENDPOINT".to_string(),
+            format!("http://127.0.0.1:{}", ports(0).0),
+        );
+        if *name == "connection" {
+            extra.insert(
+                "SPOKE_CALLBACK__PORT".to_string(),
+                CALLBACK_PORT.to_string(),
+            );
+        }
         let svc = start_service_on(name, &database_url, &bootstrap, p, &extra, &logs)
             .map_err(anyhow::Error::msg)?;
         services.insert(name.to_string(), p);
@@ -162,21 +213,19 @@ fn save(stack: &Stack) -> Result<()> {
     Ok(())
 }
 
+/// (Re)creates the stack's database: the sandbox and the dev broker keep their data in memory,
+/// so a stack starts from nothing everywhere.
 async fn create_database(admin: &str, name: &str) -> Result<()> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(admin)
         .await
         .context("connecting to Postgres")?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(name)
-            .fetch_one(&mut conn)
-            .await?;
-    if !exists {
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await?;
-    }
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
     Ok(())
 }
 
@@ -236,9 +285,9 @@ pub async fn status() -> Result<()> {
 }
 
 /// Starts the stack and runs the demo.
-pub async fn demo(stop: bool) -> Result<()> {
+pub async fn demo(stop: bool, records: u64) -> Result<()> {
     let stack = up().await?;
-    let result = crate::suite::demo_scenario(&stack).await;
+    let result = crate::suite::demo_scenario(&stack, records).await;
     if stop {
         down()?;
     } else {

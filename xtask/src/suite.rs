@@ -6,10 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use spoke_e2e::target_dir;
-use spoke_platform::kafka::{Outbox, topics};
-use spoke_proto::events::v1::ConnectionEvent;
-use spoke_proto::events::v1::connection_event::{Connected, Kind};
-use sqlx::postgres::{PgConnectOptions, PgPool};
 
 use crate::stack::Stack;
 
@@ -106,70 +102,131 @@ pub async fn verify() -> Result<()> {
     test().await
 }
 
-async fn schema_pool(url: &str, schema: &str) -> Result<PgPool> {
-    let opts: PgConnectOptions = url.parse()?;
-    Ok(PgPool::connect_with(opts.options([("search_path", schema)])).await?)
-}
-
-/// The demo: the stack's health, then one event through the connection service's outbox to every
-/// consuming service, exactly once.
-pub async fn demo_scenario(stack: &Stack) -> Result<()> {
-    crate::stack::wait_all(stack).await?;
-    println!("all five services are SERVING (gRPC health) and ready (/readyz)");
-
-    let connection = schema_pool(&stack.database_url, "connection").await?;
-    let org = format!("demo-org-{}", std::process::id());
-    let event = ConnectionEvent {
-        org_id: org.clone(),
-        portal_id: 101,
-        occurred_at: Some(prost_types::Timestamp {
-            seconds: chrono_now(),
-            nanos: 0,
-        }),
-        actor: "demo".into(),
-        kind: Some(Kind::Connected(Connected {
-            primary_admin_user_id: "demo-admin".into(),
-            hubspot_user_id: "1".into(),
-            ui_domain: "app.hubspot.com".into(),
-            time_zone: "US/Eastern".into(),
-        })),
-    };
-    let mut tx = connection.begin().await?;
-    let ce_id = Outbox::enqueue(&mut tx, topics::CONNECTION_EVENTS, &org, &event).await?;
-    tx.commit().await?;
-    println!("published ConnectionEvent {ce_id} for {org} through the connection service's outbox");
-
-    let started = Instant::now();
-    for schema in ["mapping", "dedupe", "export", "filtering"] {
-        let pool = schema_pool(&stack.database_url, schema).await?;
-        loop {
-            let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox WHERE ce_id = $1")
-                .bind(ce_id.to_string())
-                .fetch_one(&pool)
-                .await?;
-            if seen == 1 {
-                println!(
-                    "  {schema:<10} consumed it once ({:.0?} after publishing)",
-                    started.elapsed()
-                );
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                bail!(
-                    "{schema} did not consume the event within 60 s; see target/spoke/logs/{schema}.log"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+/// Runs `spokectl ARGS` for the demo admin, echoing the command line; fails on a non-zero exit.
+fn spokectl(args: &[&str]) -> Result<()> {
+    let bin = spoke_e2e::build_binaries()
+        .map_err(anyhow::Error::msg)?
+        .join("spokectl");
+    println!("\n$ spokectl {}", args.join(" "));
+    let status = Command::new(bin)
+        .args(args)
+        .env("SPOKE_ORG", "demo-org")
+        .env("SPOKE_USER", "admin-1")
+        .env("SPOKE_EMAIL", crate::stack::DEMO_ADMIN_EMAIL)
+        .env("SPOKE_ROLES", "admin,user")
+        .current_dir(workspace())
+        .status()?;
+    if !status.success() {
+        bail!("spokectl {} failed ({status})", args.join(" "));
     }
-    println!("\nlogs:    target/spoke/logs/<service>.log");
-    println!("metrics: http://127.0.0.1:9101/metrics (connection) .. :9105 (filtering)");
     Ok(())
 }
 
-fn chrono_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// Live records per object and keys held by more than one record, from the sandbox.
+async fn sandbox_report(sandbox_port: u16) -> Result<()> {
+    let addr = ([127, 0, 0, 1], sandbox_port).into();
+    let portal = crate::stack::DEMO_PORTAL;
+    let (_, counts) =
+        spoke_platform::testing::http_get(addr, &format!("/_sandbox/portals/{portal}/counts"))
+            .await?;
+    println!("\nHubSpot sandbox portal {portal}: {counts}");
+    for object in ["companies", "contacts"] {
+        let (_, body) = spoke_platform::testing::http_get(
+            addr,
+            &format!("/_sandbox/portals/{portal}/duplicates/{object}"),
+        )
+        .await?;
+        let groups = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["duplicates"].as_array().map(Vec::len))
+            .unwrap_or(usize::MAX);
+        println!("  {object:<10} duplicate keys in HubSpot: {groups}");
+        if groups != 0 {
+            bail!("the sandbox holds duplicate {object}: {body}");
+        }
+    }
+    Ok(())
+}
+
+/// The demo: connect the sandbox portal, map users, export companies and contacts (part of them
+/// already in HubSpot) with progress, show the outcome and that HubSpot holds no duplicates, then
+/// load the profiles and run filtering.
+pub async fn demo_scenario(stack: &Stack, records: u64) -> Result<()> {
+    crate::stack::wait_all(stack).await?;
+    let dir = target_dir().join("spoke").join("demo");
+    std::fs::create_dir_all(&dir)?;
+    let companies = dir.join("companies.ndjson").display().to_string();
+    let contacts = dir.join("contacts.ndjson").display().to_string();
+    let (n, seed) = (records.to_string(), crate::stack::DEMO_SEED.to_string());
+
+    spokectl(&["status"])?;
+    spokectl(&["connect", "--auto"])?;
+    spokectl(&[
+        "users",
+        "add",
+        "admin-1:admin-1@example.com:admin",
+        "seller-1:sam.seller@example.com",
+        "rep-9:nobody@elsewhere.example",
+    ])?;
+    spokectl(&["enable"])?;
+    println!(
+        "\nHubSpot already holds the first {} companies and contacts of the data universe; the export overlaps them.",
+        crate::stack::EXISTING
+    );
+    spokectl(&[
+        "gen",
+        "companies",
+        "--count",
+        &n,
+        "--seed",
+        &seed,
+        "--out",
+        &companies,
+    ])?;
+    spokectl(&[
+        "gen", "contacts", "--count", &n, "--seed", &seed, "--out", &contacts,
+    ])?;
+    let started = Instant::now();
+    spokectl(&[
+        "export",
+        "create",
+        &companies,
+        "--object",
+        "companies",
+        "--on-duplicate",
+        "update",
+        "--label",
+        "demo companies",
+    ])?;
+    spokectl(&[
+        "export",
+        "create",
+        &contacts,
+        "--object",
+        "contacts",
+        "--on-duplicate",
+        "update",
+        "--label",
+        "demo contacts",
+    ])?;
+    println!(
+        "\nexported {} records in {:.1?}",
+        2 * records,
+        started.elapsed()
+    );
+    spokectl(&["export", "list"])?;
+    sandbox_report(stack.sandbox_port()).await?;
+
+    spokectl(&["profiles", "load", &companies])?;
+    spokectl(&["profiles", "load", &contacts])?;
+    spokectl(&["filtering", "enable", "companies", "contacts"])?;
+    spokectl(&["filtering", "run-now", "--wait"])?;
+    spokectl(&["filtering", "stats"])?;
+
+    println!("\nlogs:    target/spoke/logs/<service>.log");
+    println!("metrics: http://127.0.0.1:9101/metrics (connection) .. :9105 (filtering)");
+    println!(
+        "traces:  set SPOKE_TELEMETRY__OTLP_ENDPOINT (e.g. an OpenTelemetry Collector, deploy/otel-collector.yaml) before `cargo xtask up`"
+    );
+    Ok(())
 }

@@ -52,7 +52,7 @@ pub struct HubSpotAppConfig {
     /// OAuth client id (`SPOKE_HUBSPOT__CLIENT_ID`).
     pub client_id: String,
     /// OAuth client secret (`SPOKE_HUBSPOT__CLIENT_SECRET`).
-    #[serde(serialize_with = "redacted")]
+    #[serde(serialize_with = "spoke_platform::config::serialize_secret")]
     pub client_secret: SecretString,
     /// Redirect URI registered with the app; empty: `http://<callback address>/oauth/callback`.
     pub redirect_uri: String,
@@ -91,15 +91,15 @@ impl Default for HubSpotAppConfig {
 pub struct TokensConfig {
     /// Base64 of 32 random bytes (`SPOKE_TOKENS__ENCRYPTION_KEY`). Unset: a random key per process
     /// (development only: stored tokens become unreadable after a restart).
-    #[serde(serialize_with = "redacted_opt")]
+    #[serde(serialize_with = "spoke_platform::config::serialize_opt_secret")]
     pub encryption_key: Option<SecretString>,
     /// Id of the current key, stored with every ciphertext.
     pub key_id: String,
     /// Older keys by id (base64 of 32 bytes): still decrypt, re-encrypted with the current key on use.
-    #[serde(serialize_with = "redacted_map")]
+    #[serde(serialize_with = "spoke_platform::config::serialize_secret_map")]
     pub previous_keys: BTreeMap<String, SecretString>,
     /// HMAC key for OAuth states; unset: derived from the encryption key.
-    #[serde(serialize_with = "redacted_opt")]
+    #[serde(serialize_with = "spoke_platform::config::serialize_opt_secret")]
     pub state_signing_key: Option<SecretString>,
     /// Lifetime of an OAuth state (seconds).
     pub state_ttl_secs: u64,
@@ -175,29 +175,6 @@ impl Default for BudgetConfig {
             throttle_pause_ms: 2000,
         }
     }
-}
-
-fn redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str("[REDACTED]")
-}
-
-fn redacted_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(_) => s.serialize_some("[REDACTED]"),
-        None => s.serialize_none(),
-    }
-}
-
-fn redacted_map<S: serde::Serializer>(
-    v: &BTreeMap<String, SecretString>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut m = s.serialize_map(Some(v.len()))?;
-    for k in v.keys() {
-        m.serialize_entry(k, "[REDACTED]")?;
-    }
-    m.end()
 }
 
 /// Decodes a base64 AES-256 key.
@@ -295,5 +272,27 @@ mod tests {
         })
         .unwrap();
         assert!(!json.contains("c2VjcmV0LWtleQ") && !json.contains("sandbox-client-secret"));
+    }
+}
+
+#[cfg(test)]
+mod defaults_tests {
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn secret_defaults_survive_the_config_layers() {
+        let env = [(
+            "SPOKE_AUTH__HS256_SECRET".to_string(),
+            spoke_platform::testing::DEV_JWT_SECRET.to_string(),
+        )];
+        let cfg: super::Config = spoke_platform::config::load_from(None, env).unwrap();
+        assert_eq!(
+            cfg.hubspot.client_secret.expose_secret(),
+            "sandbox-client-secret"
+        );
+        assert!(
+            !format!("{cfg:?}").contains("sandbox-client-secret"),
+            "Debug must not show secrets"
+        );
     }
 }

@@ -564,7 +564,9 @@ impl TelemetryConfig {
     }
 }
 
-fn serialize_secret<S: serde::Serializer>(
+/// Serializes a secret's value. Settings are serialized only to seed the config layers with
+/// their defaults, which must round-trip; `Debug` (what logs see) stays redacted.
+pub fn serialize_secret<S: serde::Serializer>(
     s: &SecretString,
     ser: S,
 ) -> std::result::Result<S::Ok, S::Error> {
@@ -572,7 +574,8 @@ fn serialize_secret<S: serde::Serializer>(
     ser.serialize_str(s.expose_secret())
 }
 
-fn serialize_opt_secret<S: serde::Serializer>(
+/// [`serialize_secret`] for optional secrets.
+pub fn serialize_opt_secret<S: serde::Serializer>(
     s: &Option<SecretString>,
     ser: S,
 ) -> std::result::Result<S::Ok, S::Error> {
@@ -580,6 +583,19 @@ fn serialize_opt_secret<S: serde::Serializer>(
         Some(s) => ser.serialize_some(s.expose_secret()),
         None => ser.serialize_none(),
     }
+}
+
+/// [`serialize_secret`] for maps of secrets (e.g. previous keys by id).
+pub fn serialize_secret_map<S: serde::Serializer>(
+    m: &BTreeMap<String, SecretString>,
+    ser: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = ser.serialize_map(Some(m.len()))?;
+    for (k, v) in m {
+        map.serialize_entry(k, v.expose_secret())?;
+    }
+    map.end()
 }
 
 #[cfg(test)]

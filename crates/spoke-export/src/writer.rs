@@ -578,8 +578,8 @@ impl Writer {
             }
         }
         for item in by_search {
-            let filters = identity_filters(ctx.object, &item.props);
-            if filters.is_empty() {
+            let groups = identity_filters(ctx.object, &item.props);
+            if groups.is_empty() {
                 missing.push(item);
                 continue;
             }
@@ -588,7 +588,7 @@ impl Writer {
                 .search(
                     ctx.object,
                     &SearchRequest {
-                        filter_groups: vec![FilterGroup::of(filters)],
+                        filter_groups: groups,
                         properties: vec!["createdate".into()],
                         limit: 20,
                         ..SearchRequest::default()
@@ -881,23 +881,38 @@ fn signature(p: &Properties) -> Vec<String> {
     .collect()
 }
 
-/// Search filters that identify a record a create attempt may have made.
-fn identity_filters(object: HsObject, p: &Properties) -> Vec<Filter> {
-    let nonempty = |k: &str| p.get(k).filter(|v| !v.is_empty());
+/// Search filter groups (ORed) that identify a record a create attempt may have made. Domains
+/// are searched as sent and normalized, since HubSpot may store either form.
+fn identity_filters(object: HsObject, p: &Properties) -> Vec<FilterGroup> {
+    let nonempty = |k: &str| p.get(k).filter(|v| !v.trim().is_empty());
+    let eq = |k: &str, v: &str| Filter::new(k, Operator::Eq, v.to_string());
     match object {
         HsObject::Companies => {
             if let Some(d) = nonempty("domain") {
-                vec![Filter::new("domain", Operator::Eq, d.clone())]
+                let mut groups = vec![FilterGroup::of(vec![eq("domain", d)])];
+                if let Ok(n) = spoke_match::normalize_domain(d)
+                    && n.as_str() != d
+                {
+                    groups.push(FilterGroup::of(vec![eq("domain", n.as_str())]));
+                }
+                groups
             } else if let Some(n) = nonempty("name") {
-                vec![Filter::new("name", Operator::Eq, n.clone())]
+                vec![FilterGroup::of(vec![eq("name", n)])]
             } else {
                 vec![]
             }
         }
-        _ => ["firstname", "lastname", "company"]
-            .iter()
-            .filter_map(|k| nonempty(k).map(|v| Filter::new(*k, Operator::Eq, v.clone())))
-            .collect(),
+        _ => {
+            let filters: Vec<Filter> = ["firstname", "lastname", "company"]
+                .iter()
+                .filter_map(|k| nonempty(k).map(|v| eq(k, v)))
+                .collect();
+            if filters.is_empty() {
+                vec![]
+            } else {
+                vec![FilterGroup::of(filters)]
+            }
+        }
     }
 }
 

@@ -281,12 +281,28 @@ impl Harness {
 
     /// As `start`, adjusting the writer settings first.
     pub async fn start_with(tune: impl FnOnce(&mut WriterConfig)) -> Harness {
+        Self::start_full(tune, false).await
+    }
+
+    /// As `start_with`; `rate_limited` enforces HubSpot's 110 calls / 10 s in the sandbox and
+    /// paces the client with the same budget (what the connection service's budget does).
+    pub async fn start_full(tune: impl FnOnce(&mut WriterConfig), rate_limited: bool) -> Harness {
         let sandbox = Sandbox::start(SandboxConfig {
             seed: seed(),
+            request_log_capacity: 200_000,
+            rate_limits: spoke_sandbox::RateLimits {
+                enabled: rate_limited,
+                ..Default::default()
+            },
             ..SandboxConfig::default()
         })
         .await
         .expect("sandbox");
+        let budget: Arc<dyn spoke_hubspot::Budget> = if rate_limited {
+            Arc::new(spoke_hubspot::LocalBudget::default())
+        } else {
+            Arc::new(NoBudget)
+        };
         let kafka = MockKafka::start(1, 3).expect("mock kafka");
         let db = fresh_database().await.expect("database");
         let hubspot = HubSpotClient::with_budget(
@@ -295,7 +311,7 @@ impl Harness {
                 app_base_url: sandbox.base_url(),
                 ..ClientConfig::default()
             },
-            Arc::new(NoBudget),
+            budget,
         )
         .expect("hubspot client");
         let tokens = Arc::new(token_source(&sandbox, &hubspot, None));

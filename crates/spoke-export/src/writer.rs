@@ -39,6 +39,8 @@ use crate::store::{self, JobRow, Outcome, RecordRow};
 
 /// HubSpot's batch size.
 const BATCH: usize = 100;
+/// Claims of one record before it is given up (each claim is one write attempt).
+const MAX_ATTEMPTS: i32 = 200;
 /// The owner property HubSpot uses.
 const OWNER_PROPERTY: &str = "hubspot_owner_id";
 
@@ -277,6 +279,16 @@ impl Writer {
                 .as_deref()
                 .and_then(|b| RecordCheck::decode(b).ok())
                 .unwrap_or_default();
+            if row.attempts > MAX_ATTEMPTS && row.phase == phase::READY {
+                // A record HubSpot keeps refusing for now must not hold its job open forever.
+                let mut w = skip(&row, &check, "");
+                w.outcome.outcome = RecordOutcome::Failed as i32;
+                w.outcome.message = format!(
+                    "HubSpot did not accept this record after {MAX_ATTEMPTS} attempts (rate limits or outages); export it again later"
+                );
+                finished.push(w);
+                continue;
+            }
             if row.phase == phase::WRITING {
                 let due = row.attempted_at.map(|t| {
                     t + chrono::Duration::from_std(self.settings.recovery_delay).unwrap_or_default()
@@ -331,7 +343,7 @@ impl Writer {
                             SameExport::Id(id) => Plan::Update(id),
                             SameExport::NoRecord => Plan::Create,
                             SameExport::Wait => {
-                                deferred.push((row.seq, 1.0));
+                                deferred.push((row.seq, 2.0));
                                 continue;
                             }
                         }
@@ -377,7 +389,8 @@ impl Writer {
             if self.cancelled(&job, cancel).await? {
                 return Ok(());
             }
-            let written = self.update_batch(&ctx, batch).await;
+            let span = batch_span(&job, "update", batch.len());
+            let written = self.update_batch(&ctx, batch).instrument(span).await;
             self.store(&job, written).await?;
         }
         // Creates: map, mark `writing` (committed), then send in batches of 100.
@@ -419,7 +432,8 @@ impl Writer {
                 let seqs: Vec<i32> = batch.iter().map(|i| i.row.seq).collect();
                 store::mark_writing(&self.pool, ctx.job.job_id, &seqs).await?;
                 let t = Instant::now();
-                let out = self.create_batch(ctx, batch).await;
+                let span = batch_span(ctx.job, "create", batch.len());
+                let out = self.create_batch(ctx, batch).instrument(span).await;
                 metrics::histogram!("spoke_export_batch_duration_seconds", "op" => "create")
                     .record(t.elapsed().as_secs_f64());
                 Ok((out, Vec::new()))
@@ -810,6 +824,11 @@ impl Writer {
             }
         })
     }
+}
+
+/// One span per HubSpot batch; a child of the chunk span, which links to CreateExport's trace.
+fn batch_span(job: &JobRow, op: &'static str, records: usize) -> tracing::Span {
+    tracing::info_span!("export.write_batch", org = %job.org_id, portal = job.portal_id, job_id = %job.job_id, op, records)
 }
 
 enum SameExport {

@@ -148,6 +148,8 @@ pub struct TestCluster {
     pub users: HashMap<String, String>,
     pub portal_calls: Mutex<Vec<Option<String>>>,
     pub regenerated: Mutex<Vec<String>>,
+    /// When set, the connection answers "reconnect required" (refresh token revoked).
+    pub reauth: std::sync::atomic::AtomicBool,
 }
 
 impl TestCluster {
@@ -181,6 +183,11 @@ impl Cluster for TestCluster {
         user_id: Option<&str>,
     ) -> spoke_export::Result<PortalClient> {
         self.portal_calls.lock().push(user_id.map(str::to_string));
+        if self.reauth.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(spoke_export::Error::ReauthRequired(
+                "HubSpot rejected the refresh token; an admin must reconnect".into(),
+            ));
+        }
         let tokens: Arc<dyn spoke_hubspot::TokenSource> = match user_id {
             None => self.tokens.clone(),
             Some(u) => self.user_tokens.lock().get(u).cloned().ok_or_else(|| {
@@ -244,6 +251,7 @@ impl Drop for Harness {
 /// An Application running on its own runtime so a test can kill it abruptly.
 pub struct RunningApp {
     pub grpc: SocketAddr,
+    pub admin: SocketAddr,
     runtime: Option<tokio::runtime::Runtime>,
     stop: CancellationToken,
 }
@@ -332,6 +340,7 @@ impl Harness {
             users,
             portal_calls: Mutex::new(Vec::new()),
             regenerated: Mutex::new(Vec::new()),
+            reauth: std::sync::atomic::AtomicBool::new(false),
         });
         for o in [ObjectType::Contacts, ObjectType::Companies] {
             cluster.set_mapping(
@@ -390,15 +399,16 @@ impl Harness {
             let app = Application::build_with(config, cluster)
                 .await
                 .expect("export starts");
-            let _ = tx.send((app.grpc_addr(), app.shutdown_token()));
+            let _ = tx.send((app.grpc_addr(), app.admin_addr(), app.shutdown_token()));
             let _ = app.run_until_stopped().await;
         });
-        let (grpc, stop) = rx.await.expect("app built");
+        let (grpc, admin, stop) = rx.await.expect("app built");
         wait_serving(grpc, "spoke.export.v1.ExportService")
             .await
             .expect("serving");
         RunningApp {
             grpc,
+            admin,
             runtime: Some(runtime),
             stop,
         }
@@ -720,3 +730,28 @@ pub fn default_rules() -> ExportRules {
 
 /// Silences unused warnings of helpers some test files do not use.
 pub fn _unused(_: DuplicateAction) {}
+
+/// Reads messages of `topic` from the beginning (fresh group) until `done` says enough or `secs` pass.
+pub async fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    secs: u64,
+    mut done: impl FnMut(&[Vec<u8>]) -> bool,
+) -> Vec<Vec<u8>> {
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("test-read-{}", uuid::Uuid::now_v7()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !done(&out) && tokio::time::Instant::now() < deadline {
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await {
+            out.push(m.payload().unwrap_or_default().to_vec());
+        }
+    }
+    out
+}

@@ -2,7 +2,8 @@
 //!
 //! - Emails: batch read of contacts with `idProperty=email`, 100 per call. Batch reads see writes
 //!   at once (no search lag) and cost a standard call, not a search call.
-//! - Domains: company search with one `domain IN (...)` filter, up to 100 values per call.
+//! - Domains: company search with one `domain IN (...)` filter (25 keys, each as `d`, `www.d`
+//!   and their Unicode spellings: at most 100 values per call).
 //! - Name + company: contact search with `firstname IN`, `lastname IN`, `company IN` (up to 100
 //!   keys per call); HubSpot returns a superset (the cross product), which is narrowed here by
 //!   building each result's key with the same spoke-match rules.
@@ -24,6 +25,8 @@ use crate::keys::Object;
 
 /// Values per batch read or `IN` filter.
 const CHUNK: usize = 100;
+/// Domain keys per search: up to four spellings each stay within HubSpot's 100 `IN` values.
+const DOMAIN_CHUNK: usize = 25;
 /// Search page size (HubSpot's maximum).
 const SEARCH_PAGE: u32 = 200;
 /// Pages read per search before giving up on completeness (a key with more records than this is
@@ -128,7 +131,7 @@ pub async fn find(
     for chunk in emails.chunks(CHUNK) {
         by_email(portal, chunk, &mut out).await?;
     }
-    for chunk in domains.chunks(CHUNK) {
+    for chunk in domains.chunks(DOMAIN_CHUNK) {
         by_domain(portal, object, chunk, &mut out).await?;
     }
     for chunk in names.chunks(CHUNK) {
@@ -182,9 +185,12 @@ async fn by_domain(
     let mut values = BTreeSet::new();
     for key in keys {
         if let MatchKey::Domain(d) = key {
-            values.insert(d.as_str().to_owned());
-            // HubSpot may hold an IDN domain in Unicode; ask for both spellings.
-            values.insert(d.to_unicode());
+            // HubSpot compares the stored value as typed: ask for the usual spellings (IDN in
+            // Unicode, a leading `www.`); results are narrowed by their normalized key anyway.
+            for spelling in [d.as_str().to_owned(), d.to_unicode()] {
+                values.insert(format!("www.{spelling}"));
+                values.insert(spelling);
+            }
         }
     }
     let filter = Filter::in_values("domain", values.into_iter().collect());

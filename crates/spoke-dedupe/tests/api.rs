@@ -71,8 +71,9 @@ impl SettingsSource for FixedSettings {
     }
 }
 
+/// Fields drop in order: the consumer and the service's clients go before the broker, so a
+/// failing test does not hang in librdkafka's close against a vanished cluster.
 struct Env {
-    _kafka: MockKafka,
     db: String,
     sandbox: Sandbox,
     hubspot: PortalClient,
@@ -83,6 +84,7 @@ struct Env {
     admin: std::net::SocketAddr,
     stop: tokio_util::sync::CancellationToken,
     running: tokio::task::JoinHandle<spoke_dedupe::Result<()>>,
+    _kafka: MockKafka,
 }
 
 async fn start(search_lag: Duration) -> Env {
@@ -141,7 +143,6 @@ async fn start(search_lag: Duration) -> Env {
         .subscribe(&[topics::EXPORT_CHECKED.name])
         .expect("subscribe");
     let env = Env {
-        _kafka: kafka,
         db,
         sandbox,
         hubspot,
@@ -152,6 +153,7 @@ async fn start(search_lag: Duration) -> Env {
         admin,
         stop,
         running,
+        _kafka: kafka,
     };
     env.publish(
         topics::CONNECTION_EVENTS,

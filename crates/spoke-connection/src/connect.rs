@@ -461,6 +461,8 @@ impl Domain {
                 hubspot_user_id: c.hubspot_user_id.clone(),
                 ui_domain: row.ui_domain.clone(),
                 time_zone: row.time_zone.clone(),
+                enabled: row.enabled,
+                user_account: row.user_account_mode,
             }),
         )
         .await?;

@@ -51,15 +51,18 @@ pub async fn apply(tx: &mut PgConnection, ev: &ConnectionEvent) -> sqlx::Result<
     match kind {
         Kind::Connected(c) => {
             sqlx::query(
-                "INSERT INTO connection_mirror (org_id, portal_id, status, enabled, ui_domain, updated_at) \
-                 VALUES ($1, $2, $3, false, $4, $5) \
+                "INSERT INTO connection_mirror (org_id, portal_id, status, enabled, user_account, ui_domain, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
                  ON CONFLICT (org_id) DO UPDATE SET portal_id = EXCLUDED.portal_id, status = EXCLUDED.status, \
+                 enabled = EXCLUDED.enabled, user_account = EXCLUDED.user_account, \
                  ui_domain = EXCLUDED.ui_domain, updated_at = EXCLUDED.updated_at \
                  WHERE connection_mirror.updated_at <= EXCLUDED.updated_at",
             )
             .bind(&ev.org_id)
             .bind(ev.portal_id)
             .bind(status::CONNECTED)
+            .bind(c.enabled)
+            .bind(c.user_account)
             .bind(&c.ui_domain)
             .bind(at)
             .execute(&mut *tx)

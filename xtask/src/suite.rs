@@ -122,6 +122,37 @@ fn spokectl(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Waits until every consuming service's connection mirror shows the demo org connected and
+/// enabled (they learn it from `spoke.connection.events.v1`, seconds after the fact).
+async fn wait_connection_known(stack: &Stack) -> Result<()> {
+    let started = Instant::now();
+    for schema in ["mapping", "dedupe", "export", "filtering"] {
+        let opts: sqlx::postgres::PgConnectOptions = stack.database_url.parse()?;
+        let pool = sqlx::PgPool::connect_with(opts.options([("search_path", schema)])).await?;
+        loop {
+            let ok: Option<bool> = sqlx::query_scalar(
+                "SELECT status = 'connected' AND enabled FROM connection_mirror WHERE org_id = 'demo-org'",
+            )
+            .fetch_optional(&pool)
+            .await?;
+            if ok == Some(true) {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "{schema} did not learn of the connection within 60 s; see target/spoke/logs/{schema}.log"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    println!(
+        "\nevery service knows the connection ({:.1?} after enabling)",
+        started.elapsed()
+    );
+    Ok(())
+}
+
 /// Live records per object and keys held by more than one record, from the sandbox.
 async fn sandbox_report(sandbox_port: u16) -> Result<()> {
     let addr = ([127, 0, 0, 1], sandbox_port).into();
@@ -168,7 +199,10 @@ pub async fn demo_scenario(stack: &Stack, records: u64) -> Result<()> {
         "seller-1:sam.seller@example.com",
         "rep-9:nobody@elsewhere.example",
     ])?;
+    spokectl(&["users", "reset"])?;
+    spokectl(&["users", "map"])?;
     spokectl(&["enable"])?;
+    wait_connection_known(stack).await?;
     println!(
         "\nHubSpot already holds the first {} companies and contacts of the data universe; the export overlaps them.",
         crate::stack::EXISTING

@@ -5,7 +5,7 @@ use std::fmt;
 
 use spoke_proto::common::v1::{IntentEntry, Profile};
 
-use crate::compiled::{CompiledMapping, IntentDataPoint, UpdateMode};
+use crate::compiled::{CompiledMapping, IntentDataPoint, Object, UpdateMode};
 use crate::values::convert_value;
 
 /// Read access to string fields by name: provider fields or HubSpot property values.
@@ -106,6 +106,35 @@ impl Applied {
     }
 }
 
+/// The company property duplicate checking keys on.
+pub const COMPANY_DOMAIN: &str = "domain";
+
+enum DomainPick<'a> {
+    Found(&'a String, String),
+    NoValue,
+    Invalid(&'a String, &'a str, String),
+}
+
+/// The first source field holding a valid domain (normalized), else the first invalid value.
+fn company_domain<'a>(sources: &'a [String], fields: &'a dyn FieldSource) -> DomainPick<'a> {
+    let mut first_invalid = None;
+    for name in sources {
+        let Some(raw) = fields.field(name).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        match spoke_match::normalize_domain(raw) {
+            Ok(d) => return DomainPick::Found(name, d.as_str().to_owned()),
+            Err(e) => {
+                first_invalid.get_or_insert((name, raw, e.to_string()));
+            }
+        }
+    }
+    match first_invalid {
+        Some((name, raw, reason)) => DomainPick::Invalid(name, raw, reason),
+        None => DomainPick::NoValue,
+    }
+}
+
 /// Applies `compiled` to one provider record.
 ///
 /// - Hierarchy: per row, the first source field with a non-empty value wins.
@@ -114,6 +143,7 @@ impl Applied {
 /// - Values are converted for their target (value map, options, numbers, booleans, dates,
 ///   currency); a value that does not fit becomes a [`FieldProblem`] and is not written.
 /// - Intent topics (companies) write the mapped data points of the record's matching signal.
+/// - A company's `domain` is written normalized; the first source with a valid domain wins.
 pub fn apply(
     compiled: &CompiledMapping,
     fields: &dyn FieldSource,
@@ -126,6 +156,29 @@ pub fn apply(
         let target = row.target_property.as_str();
         if !targets.insert(target) {
             out.skip(target, SkipReason::TargetAlreadyWritten);
+            continue;
+        }
+        if compiled.object == Object::Companies && target == COMPANY_DOMAIN {
+            // Duplicate checking of companies keys on the domain, so HubSpot gets the
+            // normalized domain (`https://WWW.Acme.com/about` → `acme.com`): the first source
+            // holding a valid domain wins; values that are not domains fail the record rather
+            // than create a company no later export could find.
+            match company_domain(&row.source_fields, fields) {
+                DomainPick::Found(source, domain) => {
+                    if may_write(row.update_mode, existing, target) {
+                        out.write(target, source, domain);
+                    } else {
+                        out.skip(target, SkipReason::KeptExisting);
+                    }
+                }
+                DomainPick::NoValue => out.skip(target, SkipReason::NoValue),
+                DomainPick::Invalid(source, value, reason) => out.problems.push(FieldProblem {
+                    target_property: target.to_owned(),
+                    source_field: source.clone(),
+                    value: value.to_owned(),
+                    message: format!("{source} {value:?} is not a domain: {reason}"),
+                }),
+            }
             continue;
         }
         let winner = row.source_fields.iter().find_map(|name| {
@@ -504,5 +557,40 @@ mod tests {
             ..Profile::default()
         };
         assert_eq!(apply_profile(&m, &profile, None).properties["name"], "Acme");
+    }
+
+    #[test]
+    fn company_domain_is_normalized_and_falls_through_invalid_sources() {
+        let c = mapping(vec![row(
+            &["website", "domain"],
+            "domain",
+            UpdateMode::CompleteIfMissing,
+        )]);
+        let applied = |website: &str, domain: &str| {
+            let f = map(&[("website", website), ("domain", domain)]);
+            apply(&c, &f, &[], None)
+        };
+        let a = applied("https://WWW.Acme.com/about", "");
+        assert_eq!(
+            a.properties.get("domain").map(String::as_str),
+            Some("acme.com")
+        );
+        let a = applied("not a website", "acme.io");
+        assert_eq!(
+            a.properties.get("domain").map(String::as_str),
+            Some("acme.io"),
+            "second source wins"
+        );
+        let a = applied("not a website", "");
+        assert!(a.properties.get("domain").is_none());
+        let msg = a.error_message().unwrap_or_default();
+        assert!(
+            msg.contains("website")
+                && msg.contains("not a website")
+                && msg.contains("not a domain"),
+            "{msg}"
+        );
+        let a = applied("", "");
+        assert!(a.is_ok() && a.properties.get("domain").is_none());
     }
 }

@@ -582,7 +582,7 @@ mod tests {
             "second source wins"
         );
         let a = applied("not a website", "");
-        assert!(a.properties.get("domain").is_none());
+        assert!(!a.properties.contains_key("domain"));
         let msg = a.error_message().unwrap_or_default();
         assert!(
             msg.contains("website")
@@ -591,6 +591,6 @@ mod tests {
             "{msg}"
         );
         let a = applied("", "");
-        assert!(a.is_ok() && a.properties.get("domain").is_none());
+        assert!(a.is_ok() && !a.properties.contains_key("domain"));
     }
 }

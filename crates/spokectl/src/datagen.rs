@@ -215,7 +215,10 @@ pub fn company(seed: u64, index: u64) -> Profile {
 /// Contact `index`: works at company `index / 4`; email case varies, ~2% invalid emails.
 pub fn contact(seed: u64, index: u64) -> Profile {
     let mut r = rng(seed ^ 0xC1, index);
-    let first = pick(&mut r, FIRST);
+    // The four contacts of a company get different first names, so the universe itself holds
+    // no name + company duplicates (only the ones an export would create).
+    let base = rng(seed ^ 0xC2, index / 4).random_range(0..FIRST.len());
+    let first = FIRST[(base + (index % 4) as usize) % FIRST.len()];
     let last = pick(&mut r, LAST);
     let (company, domain) = company_identity(seed, index / 4);
     let local = format!("{}.{}{index}", ascii(first), ascii(last)).to_lowercase();

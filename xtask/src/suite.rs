@@ -251,8 +251,9 @@ pub async fn demo_scenario(stack: &Stack, records: u64) -> Result<()> {
     spokectl(&["export", "list"])?;
     sandbox_report(stack.sandbox_port()).await?;
 
-    spokectl(&["profiles", "load", &companies])?;
-    spokectl(&["profiles", "load", &contacts])?;
+    // The provider's bulk loader is a service, not a person.
+    spokectl(&["profiles", "load", &companies, "--role", "service"])?;
+    spokectl(&["profiles", "load", &contacts, "--role", "service"])?;
     spokectl(&["filtering", "enable", "companies", "contacts"])?;
     spokectl(&["filtering", "run-now", "--wait"])?;
     spokectl(&["filtering", "stats"])?;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use spoke_e2e::{DevBroker, SERVICES, ServiceProcess, log_dir, start_service};
+use spoke_e2e::{DevBroker, ServiceProcess, log_dir, start_cluster};
 use spoke_platform::config::KafkaConfig;
 use spoke_platform::kafka::{EventProducer, Outbox, OutgoingEvent, topics};
 use spoke_platform::testing::{fresh_database, http_get, wait_serving};
@@ -25,13 +25,9 @@ async fn all_services_start_exchange_an_event_exactly_once_and_stop_cleanly() {
     let logs = log_dir("foundation");
     let broker = DevBroker::start(&logs).expect("dev broker");
     let db = fresh_database().await.expect("fresh database");
-    let services: Vec<ServiceProcess> = SERVICES
-        .iter()
-        .map(|(name, _)| {
-            start_service(name, &db, &broker.bootstrap, &BTreeMap::new(), &logs)
-                .expect("service starts")
-        })
-        .collect();
+    let services: Vec<ServiceProcess> =
+        start_cluster(&db, &broker.bootstrap, None, &BTreeMap::new(), &logs)
+            .expect("services start");
     for s in &services {
         wait_serving(s.grpc, s.grpc_service)
             .await
@@ -55,6 +51,8 @@ async fn all_services_start_exchange_an_event_exactly_once_and_stop_cleanly() {
             hubspot_user_id: "hs-1".into(),
             ui_domain: "app.hubspot.com".into(),
             time_zone: "US/Eastern".into(),
+            enabled: true,
+            user_account: false,
         })),
     };
     let mut tx = connection_db.begin().await.unwrap();

@@ -318,3 +318,108 @@ pub fn start_service_on(
 pub fn log_dir(test: &str) -> PathBuf {
     target_dir().join("e2e-logs").join(test)
 }
+
+/// The HubSpot sandbox as a process on a free port.
+pub struct SandboxProcess {
+    /// The process.
+    pub process: Process,
+    /// Base URL (`http://127.0.0.1:port`).
+    pub url: String,
+    /// Its port.
+    pub port: u16,
+}
+
+impl SandboxProcess {
+    /// Starts `spoke-sandbox` with `seed` (a seed JSON file) and `args`, waiting until it answers.
+    pub fn start(seed: &Path, args: &[&str], log_dir: &Path) -> Result<Self> {
+        let port = free_port();
+        let port_s = port.to_string();
+        let seed_s = seed.display().to_string();
+        let mut all = vec!["--port", port_s.as_str(), "--seed", seed_s.as_str()];
+        all.extend_from_slice(args);
+        let process = Process::start("sandbox", "spoke-sandbox", &all, &BTreeMap::new(), log_dir)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "sandbox did not listen on {port}; see {}",
+                    process.log().display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self {
+            process,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+        })
+    }
+}
+
+/// Runs `spokectl` with `args` against `services` as `org`/`user` with `roles`; returns
+/// (exit success, stdout, stderr).
+pub fn spokectl(
+    services: &[ServiceProcess],
+    identity: (&str, &str, &str, &str),
+    args: &[&str],
+) -> Result<(bool, String, String)> {
+    let (org, user, email, roles) = identity;
+    let bin = build_binaries()?.join("spokectl");
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .env("SPOKE_ORG", org)
+        .env("SPOKE_USER", user)
+        .env("SPOKE_EMAIL", email)
+        .env("SPOKE_ROLES", roles)
+        .env_remove("SPOKE_TOKEN");
+    for s in services {
+        cmd.env(
+            format!("SPOKE_{}_ENDPOINT", s.name.to_uppercase()),
+            format!("http://{}", s.grpc),
+        );
+    }
+    let out = cmd.output().map_err(|e| format!("running spokectl: {e}"))?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Starts all five services wired to each other (connection and mapping endpoints), to
+/// `hubspot_url` (the sandbox) if given, on free ports, with `extra` environment for every one.
+pub fn start_cluster(
+    database_url: &str,
+    bootstrap: &str,
+    hubspot_url: Option<&str>,
+    extra: &BTreeMap<String, String>,
+    log_dir: &Path,
+) -> Result<Vec<ServiceProcess>> {
+    let ports: Vec<(u16, u16)> = SERVICES
+        .iter()
+        .map(|_| (free_port(), free_port()))
+        .collect();
+    let grpc_of = |name: &str| {
+        SERVICES
+            .iter()
+            .position(|(n, _)| *n == name)
+            .map(|i| format!("http://127.0.0.1:{}", ports[i].0))
+            .unwrap_or_default()
+    };
+    let mut env = BTreeMap::new();
+    env.insert(
+        "SPOKE_CONNECTION__ENDPOINT".to_string(),
+        grpc_of("connection"),
+    );
+    env.insert("SPOKE_MAPPING__ENDPOINT".to_string(), grpc_of("mapping"));
+    if let Some(url) = hubspot_url {
+        env.insert("SPOKE_HUBSPOT__API_BASE_URL".to_string(), url.to_string());
+        env.insert("SPOKE_HUBSPOT__APP_BASE_URL".to_string(), url.to_string());
+    }
+    env.extend(extra.clone());
+    SERVICES
+        .iter()
+        .zip(ports)
+        .map(|((name, _), p)| start_service_on(name, database_url, bootstrap, p, &env, log_dir))
+        .collect()
+}

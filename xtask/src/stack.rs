@@ -166,6 +166,10 @@ pub async fn up() -> Result<Stack> {
             "SPOKE_CONNECTION__ENDPOINT".to_string(),
             format!("http://127.0.0.1:{}", ports(0).0),
         );
+        extra.insert(
+            "SPOKE_MAPPING__ENDPOINT".to_string(),
+            format!("http://127.0.0.1:{}", ports(1).0),
+        );
         if *name == "connection" {
             extra.insert(
                 "SPOKE_CALLBACK__PORT".to_string(),

@@ -1,0 +1,255 @@
+//! The product's main job over the real binaries: a sandbox portal that already holds part of
+//! the data, connect, user mapping, enable, then spokectl exports companies and contacts that
+//! overlap it. Outcomes are exact, HubSpot holds no duplicates, invalid values fail with the
+//! record and the reason, and a repeated export (same idempotency key) is the same job.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use spoke_e2e::{
+    DevBroker, SandboxProcess, ServiceProcess, log_dir, spokectl, start_cluster, target_dir,
+};
+use spoke_platform::testing::{fresh_database, http_get, wait_serving};
+
+const ADMIN: (&str, &str, &str, &str) =
+    ("org-flow", "admin-1", "admin-1@example.com", "admin,user");
+const EXISTING: u64 = 300;
+const EXPORTED: u64 = 400;
+
+fn ok(services: &[ServiceProcess], args: &[&str]) -> String {
+    let (success, out, err) = spokectl(services, ADMIN, args).expect("spokectl runs");
+    assert!(success, "spokectl {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+fn json(services: &[ServiceProcess], args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--output", "json"]);
+    let out = ok(services, &all);
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("spokectl {args:?} printed no JSON ({e}):\n{out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spokectl_exports_overlapping_profiles_without_duplicates() {
+    let logs = log_dir("export_flow");
+    let dir = target_dir().join("e2e-data").join("export_flow");
+    std::fs::create_dir_all(&dir).unwrap();
+    let seed = dir.join("seed.json");
+    let (companies, contacts) = (dir.join("companies.ndjson"), dir.join("contacts.ndjson"));
+
+    // spokectl's own generator writes the seed and the files (no services needed for that).
+    let no_services: Vec<ServiceProcess> = Vec::new();
+    let existing = EXISTING.to_string();
+    ok(
+        &no_services,
+        &[
+            "gen-seed",
+            "--portal",
+            "4242",
+            "--admin-email",
+            ADMIN.2,
+            "--companies",
+            &existing,
+            "--contacts",
+            &existing,
+            "--seed",
+            "3",
+            "--out",
+            &seed.display().to_string(),
+        ],
+    );
+    let n = EXPORTED.to_string();
+    ok(
+        &no_services,
+        &[
+            "gen",
+            "companies",
+            "--count",
+            &n,
+            "--seed",
+            "3",
+            "--out",
+            &companies.display().to_string(),
+        ],
+    );
+    ok(
+        &no_services,
+        &[
+            "gen",
+            "contacts",
+            "--count",
+            &n,
+            "--seed",
+            "3",
+            "--out",
+            &contacts.display().to_string(),
+        ],
+    );
+
+    let broker = DevBroker::start(&logs).expect("dev broker");
+    // Search lags writes by a second, as HubSpot's does.
+    let sandbox =
+        SandboxProcess::start(&seed, &["--search-lag-ms", "1000"], &logs).expect("sandbox");
+    let db = fresh_database().await.expect("database");
+    let services = start_cluster(
+        &db,
+        &broker.bootstrap,
+        Some(&sandbox.url),
+        &BTreeMap::new(),
+        &logs,
+    )
+    .expect("services start");
+    for s in &services {
+        wait_serving(s.grpc, s.grpc_service)
+            .await
+            .unwrap_or_else(|e| panic!("{e}; see {}", s.process.log().display()));
+    }
+
+    let conn = json(&services, &["connect", "--auto"]);
+    assert_eq!(conn["portal_id"], 4242, "{conn}");
+    ok(
+        &services,
+        &["users", "add", "admin-1:admin-1@example.com:admin"],
+    );
+    ok(&services, &["users", "reset"]);
+    ok(&services, &["enable"]);
+
+    // Services learn of the connection from Kafka; the first export may have to wait for that.
+    let mut company_job = serde_json::Value::Null;
+    for attempt in 0..60 {
+        let (success, out, err) = spokectl(
+            &services,
+            ADMIN,
+            &[
+                "export",
+                "create",
+                &companies.display().to_string(),
+                "--object",
+                "companies",
+                "--on-duplicate",
+                "update",
+                "--idempotency-key",
+                "flow-companies",
+                "--output",
+                "json",
+            ],
+        )
+        .unwrap();
+        if success {
+            company_job = serde_json::from_str(&out).unwrap();
+            break;
+        }
+        assert!(
+            err.contains("not connected") || err.contains("turned off"),
+            "unexpected failure: {err}"
+        );
+        assert!(attempt < 59, "export never accepted: {err}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let total = EXPORTED as i64;
+    assert_eq!(
+        company_job["state"], "COMPLETED_WITH_ERRORS",
+        "{company_job}"
+    );
+    assert_eq!(company_job["total"], total);
+    let (created, updated, failed) = (
+        company_job["created"].as_i64().unwrap(),
+        company_job["updated"].as_i64().unwrap(),
+        company_job["failed"].as_i64().unwrap(),
+    );
+    // Every profile below EXISTING is in HubSpot already; the generator makes ~2% invalid websites.
+    assert_eq!(created, 0, "{company_job}");
+    assert!(failed > 0 && failed < total / 10, "{company_job}");
+    assert_eq!(created + updated + failed, total, "{company_job}");
+
+    let contact_job = json(
+        &services,
+        &[
+            "export",
+            "create",
+            &contacts.display().to_string(),
+            "--object",
+            "contacts",
+            "--on-duplicate",
+            "update",
+            "--idempotency-key",
+            "flow-contacts",
+        ],
+    );
+    assert!(
+        contact_job["state"] == "COMPLETED" || contact_job["state"] == "COMPLETED_WITH_ERRORS",
+        "{contact_job}"
+    );
+    let c_created = contact_job["created"].as_i64().unwrap();
+    let c_updated = contact_job["updated"].as_i64().unwrap();
+    assert_eq!(
+        c_created + c_updated + contact_job["failed"].as_i64().unwrap(),
+        total,
+        "{contact_job}"
+    );
+    assert_eq!(
+        c_created,
+        total - EXISTING as i64,
+        "profiles beyond the seeded ones are created: {contact_job}"
+    );
+
+    // The same key is the same job, not a second export.
+    let again = json(
+        &services,
+        &[
+            "export",
+            "create",
+            &contacts.display().to_string(),
+            "--object",
+            "contacts",
+            "--idempotency-key",
+            "flow-contacts",
+            "--no-wait",
+        ],
+    );
+    assert_eq!(again["job_id"], contact_job["job_id"]);
+
+    // HubSpot: no key is held by two records.
+    let addr = ([127, 0, 0, 1], sandbox.port).into();
+    for object in ["companies", "contacts"] {
+        let (status, body) = http_get(addr, &format!("/_sandbox/portals/4242/duplicates/{object}"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["duplicates"].as_array().map(Vec::len),
+            Some(0),
+            "{object}: {body}"
+        );
+    }
+    let (_, counts) = http_get(addr, "/_sandbox/portals/4242/counts")
+        .await
+        .unwrap();
+    let counts: serde_json::Value = serde_json::from_str(&counts).unwrap();
+    assert_eq!(
+        counts["live"]["contacts"],
+        EXISTING as i64 + c_created,
+        "{counts}"
+    );
+    assert_eq!(counts["live"]["companies"], EXISTING as i64, "{counts}");
+
+    let list = json(&services, &["export", "list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+
+    for s in services {
+        let name = s.name;
+        s.process
+            .stop(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    sandbox
+        .process
+        .stop(Duration::from_secs(10))
+        .expect("sandbox stops");
+    broker
+        .process
+        .stop(Duration::from_secs(10))
+        .expect("broker stops");
+}

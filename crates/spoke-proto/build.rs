@@ -39,9 +39,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // Methods a service has not built yet answer UNIMPLEMENTED without boilerplate.
         .generate_default_stubs(true)
+        // Maps as BTreeMap: encoding is deterministic, so a message's bytes (and any hash of
+        // them, e.g. an idempotency check) are the same for the same content.
+        .btree_map(".")
         // Services grow method by method: unimplemented methods answer UNIMPLEMENTED
         // instead of every service having to stub the whole trait.
         .generate_default_stubs(true)
+        // Maps as BTreeMap: encoding is deterministic, so a message's bytes (and any hash of
+        // them, e.g. an idempotency check) are the same for the same content.
+        .btree_map(".")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -210,7 +210,7 @@ fn entry(
     id: String,
     kind: &str,
     deleted: bool,
-    fields: std::collections::HashMap<String, String>,
+    fields: std::collections::BTreeMap<String, String>,
 ) -> Result<FileEntry> {
     let kind = parse_kind(kind).ok_or_else(|| {
         Error::Input(format!(
@@ -289,7 +289,7 @@ pub fn read_csv<R: std::io::Read>(reader: R) -> Result<impl Iterator<Item = Resu
     Ok(csv.into_records().enumerate().map(move |(i, rec)| {
         let n = i as u64 + 2;
         let rec = rec.map_err(|e| Error::Input(format!("line {n}: {e}")))?;
-        let mut fields = std::collections::HashMap::new();
+        let mut fields = std::collections::BTreeMap::new();
         for (j, value) in rec.iter().enumerate() {
             if j != id_col && j != kind_col && Some(j) != deleted_col && !value.is_empty() {
                 fields.insert(headers[j].to_owned(), value.to_owned());

@@ -707,7 +707,7 @@ async fn test_mapping_writes_reads_back_and_deletes_the_test_record() {
             UpdateMode::CompleteIfMissing,
         ),
     ];
-    let sample: std::collections::HashMap<String, String> = [
+    let sample: std::collections::BTreeMap<String, String> = [
         ("first_name", "Ada"),
         ("last_name", "Lovelace"),
         ("email", "ada@example.org"),

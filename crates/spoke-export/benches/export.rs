@@ -30,6 +30,13 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn main() {
+    // RUST_LOG=warn shows what the service logs while the benchmark runs.
+    if std::env::var("RUST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let n: usize = std::env::var("SPOKE_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -30,6 +30,8 @@ use crate::store::{self, CheckedUpdate, Delta, JobRow, NewJob, NewRecord, Outcom
 pub const MAX_RECORDS: usize = 100_000;
 /// Records per `spoke.export.requests.v1` message.
 pub const REQUEST_BATCH: usize = 500;
+/// Request batches of a job in flight to dedupe at a time (each checked batch releases one more).
+pub const REQUEST_WINDOW: i32 = 8;
 /// Minimum time between two progress events of one job.
 const PROGRESS_EVERY_SECS: i64 = 2;
 
@@ -328,7 +330,15 @@ pub async fn create(
         produced_at: Some(events::ts(Utc::now())),
     };
     let key = c.portal_id.to_string();
-    for (i, chunk) in req.records.chunks(REQUEST_BATCH).enumerate() {
+    // Only a window of batches goes out now; each checked batch releases the next one.
+    let window = batch_count.min(REQUEST_WINDOW);
+    store::set_published_batches(&mut tx, job_id, window).await?;
+    for (i, chunk) in req
+        .records
+        .chunks(REQUEST_BATCH)
+        .take(window as usize)
+        .enumerate()
+    {
         let batch = ExportRequestBatch {
             header: Some(ExportBatchHeader {
                 batch_index: i as i32,
@@ -565,6 +575,57 @@ pub async fn apply_checked(conn: &mut PgConnection, batch: &ExportCheckedBatch) 
     if !results.is_empty() {
         publish_results(conn, &job, h.batch_index, results).await?;
     }
+    publish_next_request(conn, &job).await?;
+    Ok(())
+}
+
+/// Enqueues the job's next unpublished request batch, if any (built from the stored records).
+async fn publish_next_request(conn: &mut PgConnection, job: &JobRow) -> Result<()> {
+    let Some(index) = store::take_next_batch(conn, job.job_id).await? else {
+        return Ok(());
+    };
+    let from = index * REQUEST_BATCH as i32;
+    let rows = store::records_in_range(conn, job.job_id, from, from + REQUEST_BATCH as i32).await?;
+    let mut records = Vec::with_capacity(rows.len());
+    for (record_id, profile) in rows {
+        let profile =
+            spoke_proto::common::v1::Profile::decode(profile.as_slice()).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "stored profile of record {record_id:?} is unreadable: {e}"
+                ))
+            })?;
+        records.push(ExportRequestRecord {
+            record: Some(ExportRecord {
+                record_id,
+                profile: Some(profile),
+            }),
+            duplicate_choice: job.duplicate_choice,
+            target_hubspot_id: String::new(),
+        });
+    }
+    let batch = ExportRequestBatch {
+        header: Some(ExportBatchHeader {
+            org_id: job.org_id.clone(),
+            portal_id: job.portal_id,
+            job_id: job.job_id.to_string(),
+            batch_index: index,
+            batch_count: job.batch_count,
+            object: job.object,
+            config_version: job.config_version,
+            user_id: job.user_id.clone(),
+            user_account: job.user_account,
+            produced_at: Some(events::ts(Utc::now())),
+        }),
+        records,
+        resolution: false,
+    };
+    Outbox::enqueue(
+        conn,
+        topics::EXPORT_REQUESTS,
+        &job.portal_id.to_string(),
+        &batch,
+    )
+    .await?;
     Ok(())
 }
 

@@ -689,3 +689,43 @@ pub fn status_condition(status: i32) -> Option<&'static str> {
         S::Unspecified => None,
     }
 }
+
+/// Sets how many request batches of a new job were published.
+pub async fn set_published_batches(conn: &mut PgConnection, job_id: Uuid, n: i32) -> Result<()> {
+    sqlx::query("UPDATE jobs SET published_batches = $2 WHERE job_id = $1")
+        .bind(job_id)
+        .bind(n)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Reserves the index of the job's next unpublished request batch; `None` when all are out.
+pub async fn take_next_batch(conn: &mut PgConnection, job_id: Uuid) -> Result<Option<i32>> {
+    let n: Option<i32> = sqlx::query_scalar(
+        "UPDATE jobs SET published_batches = published_batches + 1 \
+         WHERE job_id = $1 AND published_batches < batch_count RETURNING published_batches",
+    )
+    .bind(job_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(n.map(|n| n - 1))
+}
+
+/// Record ids and encoded profiles of positions `from..to`, in order.
+pub async fn records_in_range(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    from: i32,
+    to: i32,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let rows = sqlx::query(
+        "SELECT record_id, profile FROM records WHERE job_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
+    )
+    .bind(job_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use spoke_export::ports::Cluster;
 use spoke_proto::common::v1::{ExportJobState, ExportRecord, ObjectType};
 use spoke_proto::export::v1::{CreateExportRequest, GetExportRequest, ListExportRecordsRequest};
 use spoke_sandbox::{FaultKind, FaultRule};
@@ -229,6 +230,7 @@ async fn ambiguous_create_is_recovered_by_unique_key_not_repeated() {
             )
         })
         .collect();
+    let recs_sent = recs.clone();
     let job = client
         .create_export(authed(
             create("amb-2", ObjectType::Companies, recs),
@@ -240,17 +242,22 @@ async fn ambiguous_create_is_recovered_by_unique_key_not_repeated() {
         .job
         .expect("job");
     wait_for_502(&h).await;
-    // Half of them "went through": they exist, the other half does not.
-    let applied: Vec<serde_json::Map<String, serde_json::Value>> = (0..10)
-        .map(|i| {
-            let mut m = serde_json::Map::new();
-            m.insert("name".into(), format!("Co {i}").into());
-            // As the create sent it (HubSpot stores the value it was given).
-            m.insert(
-                "domain".into(),
-                format!("https://www.co{i}.example/about").into(),
-            );
-            m
+    // Half of them "went through": they exist with the values the create sent, the rest does not.
+    let mapper = h
+        .cluster
+        .mapping(ORG, ObjectType::Companies, None)
+        .await
+        .expect("mapping");
+    let applied: Vec<serde_json::Map<String, serde_json::Value>> = recs_sent[..10]
+        .iter()
+        .map(|r| {
+            let props = mapper
+                .apply(r.profile.as_ref().expect("profile"), None)
+                .expect("maps");
+            props
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::from(v)))
+                .collect()
         })
         .collect();
     let applied_ids = ctl

@@ -400,7 +400,9 @@ impl Harness {
                 .await
                 .expect("export starts");
             let _ = tx.send((app.grpc_addr(), app.admin_addr(), app.shutdown_token()));
-            let _ = app.run_until_stopped().await;
+            if let Err(e) = app.run_until_stopped().await {
+                eprintln!("export service stopped with an error: {e}");
+            }
         });
         let (grpc, admin, stop) = rx.await.expect("app built");
         wait_serving(grpc, "spoke.export.v1.ExportService")
@@ -549,6 +551,12 @@ impl Harness {
                         extra_headers: &[],
                     };
                     producer.send(&ev).await.expect("checked batch published");
+                    if std::env::var("SPOKE_TEST_TRACE").is_ok() {
+                        eprintln!(
+                            "dedupe stand-in: checked batch {:?} published",
+                            checked.header.as_ref().map(|h| h.batch_index)
+                        );
+                    }
                 }
             })
         }));

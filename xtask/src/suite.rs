@@ -50,16 +50,34 @@ pub async fn test() -> Result<()> {
             cargo().args(["build", "--workspace", "--all-targets"]),
         )?,
     ));
-    timings.push((
-        "tests",
-        run(
-            "cargo test --workspace",
-            cargo()
-                .args(["test", "--workspace", "--no-fail-fast"])
-                .env("SPOKE_TEST_DATABASE_URL", &admin)
-                .env("RUST_BACKTRACE", "1"),
-        )?,
-    ));
+    // cargo-nextest runs each test in its own process with a hang timeout (.config/nextest.toml);
+    // plain `cargo test` where it is not installed.
+    let nextest = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    let mut tests = cargo();
+    if nextest {
+        tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        tests.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    tests
+        .env("SPOKE_TEST_DATABASE_URL", &admin)
+        .env("RUST_BACKTRACE", "1");
+    timings.push(("tests", run("workspace tests", &mut tests)?));
+    if nextest {
+        timings.push((
+            "doc",
+            run(
+                "doc tests",
+                cargo()
+                    .args(["test", "--workspace", "--doc"])
+                    .env("SPOKE_TEST_DATABASE_URL", &admin),
+            )?,
+        ));
+    }
     let chart = workspace().join("tests/chart/run.sh");
     if chart.exists() {
         timings.push((

@@ -207,18 +207,45 @@ pub async fn run(
             Err(e) => {
                 // Neither processed nor dead-lettered (the broker refused the dead letter): stop
                 // the service rather than skip the message; it is redelivered after restart.
-                let _ = consumer.commit_consumer_state(CommitMode::Sync);
+                close(consumer, &group).await;
                 return Err(e);
             }
         }
     }
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        // Nothing stored since the last auto-commit is a normal case.
-        tracing::debug!(error = %e, "final offset commit");
-    }
-    consumer.unsubscribe();
-    tracing::info!(group = %group, "consumer stopped");
+    close(consumer, &group).await;
     Ok(())
+}
+
+/// Commits stored offsets and leaves the group on a plain thread, waiting at most 10 s: with an
+/// unreachable broker librdkafka's commit and close block indefinitely, and a blocked runtime
+/// thread would keep the process from ever exiting.
+async fn close(consumer: StreamConsumer, group: &str) {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("kafka-consumer-close".into())
+        .spawn(move || {
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                // Nothing stored since the last auto-commit is a normal case.
+                tracing::debug!(error = %e, "final offset commit");
+            }
+            consumer.unsubscribe();
+            drop(consumer);
+            let _ = done_tx.send(());
+        });
+    if spawned.is_err() {
+        tracing::warn!(
+            group,
+            "could not start the consumer close thread; leaving the group to time out"
+        );
+        return;
+    }
+    match tokio::time::timeout(Duration::from_secs(10), done_rx).await {
+        Ok(_) => tracing::info!(group, "consumer stopped"),
+        Err(_) => tracing::warn!(
+            group,
+            "consumer close timed out (broker unreachable?); offsets since the last auto-commit are redelivered"
+        ),
+    }
 }
 
 struct Worker {

@@ -55,6 +55,9 @@ impl ServiceHost {
         topics_used: &[Topic],
     ) -> Result<Self> {
         let cancel = CancellationToken::new();
+        // Install the metrics recorder before anything records: values set during start-up
+        // (gauges computed from the database) would otherwise go to the no-op recorder.
+        admin::prometheus()?;
         let grpc_listener = TcpListener::bind(config.grpc.addr()).await.map_err(|e| {
             Error::Config(format!("cannot bind gRPC port {}: {e}", config.grpc.addr()))
         })?;

@@ -38,9 +38,33 @@ pub async fn run(ctx: &Context, cmd: ExportCmd) -> anyhow::Result<()> {
             idempotency_key,
             no_wait,
         } => {
-            let profiles = crate::profiles::read(&file)?;
+            let kind = match object {
+                ObjectArg::Companies => "company",
+                ObjectArg::Contacts => "contact",
+            };
+            let loaded = crate::profiles::read(&file, Some(kind))?;
+            // Bad lines are skipped, each named (line, profile, field, why); the rest is exported.
+            for p in loaded.problems.iter().take(20) {
+                eprintln!("skipped {p}");
+            }
+            if loaded.problems.len() > 20 {
+                eprintln!("... and {} more skipped lines", loaded.problems.len() - 20);
+            }
+            let profiles = loaded.profiles;
             if profiles.is_empty() {
-                anyhow::bail!("{} holds no profiles", file.display());
+                anyhow::bail!(
+                    "{} holds no valid profiles ({} lines skipped)",
+                    file.display(),
+                    loaded.problems.len()
+                );
+            }
+            if !loaded.problems.is_empty() {
+                eprintln!(
+                    "exporting {} valid profiles of {}; {} lines skipped",
+                    profiles.len(),
+                    file.display(),
+                    loaded.problems.len()
+                );
             }
             let job = create(ctx, object, profiles, on_duplicate, label, idempotency_key).await?;
             if no_wait {

@@ -11,6 +11,7 @@ use spoke_connection_client::{ConnectionClient, ConnectionEndpoint};
 use spoke_hubspot::{HubSpotClient, PortalClient};
 use spoke_mapping_core::{CompiledMapping, apply_profile};
 use spoke_platform::auth::TokenIssuer;
+use spoke_platform::connection_mirror::{MirroredConnection, status};
 use spoke_proto::common::v1::{DuplicateAction, ObjectType, Profile};
 use spoke_proto::connection::v1::RegenerateUserMappingRequest;
 use spoke_proto::connection::v1::connection_service_client::ConnectionServiceClient;
@@ -84,6 +85,10 @@ impl ClusterClients {
             .parse()
             .map_err(|_| Error::FailedPrecondition("service token is not valid metadata".into()))?;
         req.metadata_mut().insert("authorization", value);
+        // The called service's spans join this trace (CreateExport → GetCompiledMapping, ...).
+        spoke_platform::telemetry::inject_current(
+            &mut spoke_platform::telemetry::MetadataInjector(req.metadata_mut()),
+        );
         Ok(req)
     }
 }
@@ -161,6 +166,28 @@ impl Cluster for ClusterClients {
             mapper.clone(),
         );
         Ok(mapper)
+    }
+
+    async fn connection(&self, org: &str) -> Result<Option<MirroredConnection>> {
+        use spoke_proto::connection::v1::ConnectionStatus as S;
+        let info = match self.connection.connection(org).await {
+            Ok(info) => info,
+            Err(spoke_connection_client::Error::NotConnected(_)) => return Ok(None),
+            Err(e) => return Err(from_connection(e)),
+        };
+        let status = match info.status {
+            S::Connected => status::CONNECTED,
+            S::ReauthRequired => status::REAUTH_REQUIRED,
+            S::Disconnected | S::Unspecified => status::DISCONNECTED,
+        };
+        Ok(Some(MirroredConnection {
+            org_id: info.org,
+            portal_id: i64::try_from(info.portal_id).unwrap_or_default(),
+            status: status.to_string(),
+            enabled: info.enabled,
+            user_account: info.user_account_mode,
+            ui_domain: info.ui_domain,
+        }))
     }
 
     async fn portal(&self, org: &str, user_id: Option<&str>) -> Result<PortalClient> {

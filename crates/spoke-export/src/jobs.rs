@@ -219,9 +219,15 @@ pub async fn create(
             return replay(job, &req.request_hash);
         }
     }
-    let conn_state = {
+    let mirrored = {
         let mut conn = pool.acquire().await?;
         connection_mirror::get(&mut conn, &actor.org).await?
+    };
+    // The mirror learns of connects and toggles from Kafka, seconds after the fact. Accept on its
+    // word, but never reject on it alone: a refusal is confirmed with the connection service.
+    let conn_state = match mirrored {
+        Some(c) if c.status == status::CONNECTED && c.enabled => Some(c),
+        _ => cluster.connection(&actor.org).await?,
     };
     let Some(c) = conn_state else {
         return Err(Error::FailedPrecondition(

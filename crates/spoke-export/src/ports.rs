@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use spoke_hubspot::PortalClient;
+use spoke_platform::connection_mirror::MirroredConnection;
 use spoke_proto::common::v1::{DuplicateAction, ObjectType, Profile};
 
 use crate::error::Result;
@@ -96,6 +97,9 @@ pub trait Cluster: Send + Sync + 'static {
         object: ObjectType,
         version: Option<i64>,
     ) -> Result<Arc<dyn RecordMapper>>;
+    /// The org's connection as the connection service (the authority) sees it now; `None` when
+    /// the org never connected. Used when the local mirror, fed by Kafka, may lag behind.
+    async fn connection(&self, org: &str) -> Result<Option<MirroredConnection>>;
     /// A HubSpot client for the org's portal: the service account, or `user_id`'s own connection.
     async fn portal(&self, org: &str, user_id: Option<&str>) -> Result<PortalClient>;
     /// The HubSpot owner id for records the user creates (mapped user, else the primary admin).

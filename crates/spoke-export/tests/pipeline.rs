@@ -875,3 +875,68 @@ async fn cancel_stops_writing() {
         "cancelling a finished job is a no-op"
     );
 }
+
+/// The mirror learns of a connect from Kafka seconds later; an export in that window is
+/// accepted because the connection service (the authority) confirms the connection. A refusal
+/// is never made on the mirror's word alone, and a real refusal still names what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_export_asks_the_connection_service_when_the_mirror_lags() {
+    let h = Harness::start().await;
+    // The harness connects through the mirror; take that back: the Kafka event "has not arrived".
+    let pool = sqlx::PgPool::connect(&h.db).await.expect("pool");
+    sqlx::query("DELETE FROM export.connection_mirror")
+        .execute(&pool)
+        .await
+        .expect("clear mirror");
+    let mut client = h.client().await;
+    let records = || vec![contact("lag-1", &[("email", "lag-1@x.example")])];
+
+    // Neither the mirror nor the authority knows the org.
+    let err = client
+        .create_export(authed(
+            create("lag-a", ObjectType::Contacts, records()),
+            MAPPED_USER,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("not connected"), "{err:?}");
+
+    // The authority knows, the mirror does not yet: accepted, and the job completes.
+    let authority = |enabled: bool| spoke_platform::connection_mirror::MirroredConnection {
+        org_id: ORG.to_string(),
+        portal_id: PORTAL as i64,
+        status: spoke_platform::connection_mirror::status::CONNECTED.to_string(),
+        enabled,
+        user_account: false,
+        ui_domain: "app.hubspot.com".into(),
+    };
+    *h.cluster.authority.lock() = Some(authority(false));
+    let err = client
+        .create_export(authed(
+            create("lag-b", ObjectType::Contacts, records()),
+            MAPPED_USER,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("turned off"), "{err:?}");
+
+    *h.cluster.authority.lock() = Some(authority(true));
+    let job = client
+        .create_export(authed(
+            create("lag-c", ObjectType::Contacts, records()),
+            MAPPED_USER,
+        ))
+        .await
+        .expect("accepted on the connection service's word")
+        .into_inner()
+        .job
+        .expect("job");
+    let done = h.wait_terminal(&job.job_id, 60).await;
+    assert_eq!(
+        done.counts.expect("counts").created,
+        1,
+        "the record was written"
+    );
+}

@@ -150,6 +150,8 @@ pub struct TestCluster {
     pub regenerated: Mutex<Vec<String>>,
     /// When set, the connection answers "reconnect required" (refresh token revoked).
     pub reauth: std::sync::atomic::AtomicBool,
+    /// What the connection service answers when the mirror is behind (`None`: never connected).
+    pub authority: Mutex<Option<spoke_platform::connection_mirror::MirroredConnection>>,
 }
 
 impl TestCluster {
@@ -175,6 +177,13 @@ impl Cluster for TestCluster {
             .get(&(object as i32))
             .cloned()
             .ok_or_else(|| spoke_export::Error::FailedPrecondition("no mapping".into()))
+    }
+
+    async fn connection(
+        &self,
+        _org: &str,
+    ) -> spoke_export::Result<Option<spoke_platform::connection_mirror::MirroredConnection>> {
+        Ok(self.authority.lock().clone())
     }
 
     async fn portal(
@@ -341,6 +350,7 @@ impl Harness {
             portal_calls: Mutex::new(Vec::new()),
             regenerated: Mutex::new(Vec::new()),
             reauth: std::sync::atomic::AtomicBool::new(false),
+            authority: Mutex::new(None),
         });
         for o in [ObjectType::Contacts, ObjectType::Companies] {
             cluster.set_mapping(

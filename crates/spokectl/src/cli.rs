@@ -153,9 +153,39 @@ pub enum Command {
     /// HubSpot filtering: enable, run, stats, matches.
     #[command(subcommand)]
     Filtering(FilteringCmd),
+    /// Benchmarks against the running cluster; each prints one JSON document.
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Provider profiles (the index filtering matches against).
     #[command(subcommand)]
     Profiles(ProfilesCmd),
+}
+
+/// Benchmarks.
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// GetConnection and GetCompiledMapping at a fixed request rate: latency percentiles.
+    Config {
+        /// Requests per second (arrivals do not wait for answers).
+        #[arg(long, default_value_t = 500)]
+        rps: u32,
+        /// How long.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// One export of FILE (CSV or NDJSON) from CreateExport to its end: records/s and outcomes.
+    Export {
+        /// CSV or NDJSON file of profiles.
+        file: std::path::PathBuf,
+        /// companies or contacts.
+        #[arg(long, value_enum)]
+        object: ObjectArg,
+        /// Answer duplicate reviews with this choice.
+        #[arg(long, value_enum)]
+        on_duplicate: Option<OnDuplicate>,
+    },
+    /// One filtering run of every enabled object: records scanned per second.
+    Filtering,
 }
 
 /// Filtering commands.

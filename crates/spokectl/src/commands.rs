@@ -70,6 +70,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Disable => set_enabled(&ctx, false).await,
         Command::Users(cmd) => users(&ctx, cmd).await,
         Command::Filtering(cmd) => crate::filtering::run(&ctx, cmd).await,
+        Command::Bench(cmd) => crate::bench::run(&ctx, cmd).await,
         Command::Profiles(crate::cli::ProfilesCmd::Load { file }) => {
             crate::filtering::load_profiles(&ctx, &file).await
         }

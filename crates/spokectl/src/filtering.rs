@@ -84,7 +84,7 @@ fn date_time(secs: i64) -> String {
     )
 }
 
-fn run_json(run: &FilteringRun) -> serde_json::Value {
+pub fn run_json(run: &FilteringRun) -> serde_json::Value {
     json!({
         "run_id": run.run_id,
         "state": state_name(run.state),
@@ -113,15 +113,7 @@ pub async fn run(ctx: &Context, cmd: FilteringCmd) -> anyhow::Result<()> {
             deals,
             wait,
         } => {
-            let run = client(ctx)?
-                .run_now(ctx.request(RunNowRequest {
-                    idempotency_key: format!("spokectl-{}", std::process::id()),
-                    objects: objects(&list, deals),
-                })?)
-                .await?
-                .into_inner()
-                .run
-                .unwrap_or_default();
+            let run = run_now(ctx, objects(&list, deals)).await?;
             let run = if wait {
                 wait_run(ctx, &run.run_id).await?
             } else {
@@ -132,6 +124,19 @@ pub async fn run(ctx: &Context, cmd: FilteringCmd) -> anyhow::Result<()> {
         FilteringCmd::Stats => stats(ctx).await,
         FilteringCmd::Matches { object, limit } => matches(ctx, object, limit).await,
     }
+}
+
+/// Starts a run of `objects` (every enabled object when empty).
+pub async fn run_now(ctx: &Context, objects: Vec<i32>) -> anyhow::Result<FilteringRun> {
+    Ok(client(ctx)?
+        .run_now(ctx.request(RunNowRequest {
+            idempotency_key: format!("spokectl-{}", std::process::id()),
+            objects,
+        })?)
+        .await?
+        .into_inner()
+        .run
+        .unwrap_or_default())
 }
 
 async fn set_enabled(

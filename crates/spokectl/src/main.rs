@@ -4,6 +4,7 @@
 //! `SPOKE_TOKEN`, or is minted with the dev secret for `--org`/`--user`/`--role` (local stack only).
 //! Errors are one line: the gRPC status and what to do.
 
+mod bench;
 mod cli;
 mod commands;
 mod context;

@@ -1,4 +1,5 @@
-//! gRPC server scaffolding: tracing spans that join the caller's trace, gRPC health
+//! gRPC server scaffolding: tracing spans that join the caller's trace, request metrics
+//! ([`crate::grpc_metrics`]), gRPC health
 //! (`grpc.health.v1`), reflection over Spoke's descriptors, optional TLS, graceful shutdown.
 //!
 //! Authentication is not here: each service wraps its own service with
@@ -14,6 +15,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::config::GrpcConfig;
+use crate::grpc_metrics::GrpcMetricsLayer;
 use crate::telemetry::HeaderExtractor;
 use crate::{Error, Result};
 
@@ -60,19 +62,19 @@ pub async fn serve(
     health.set(true).await;
     tracing::info!(services = ?service_names, addr = %listener.local_addr()?, "gRPC server listening");
 
-    let mut builder =
-        Server::builder()
-            .timeout(Duration::from_secs(60))
-            .trace_fn(|req: &http::Request<()>| {
-                let span = tracing::info_span!(
-                    "grpc.request",
-                    otel.kind = "server",
-                    rpc.method = %req.uri().path(),
-                    org = tracing::field::Empty,
-                );
-                crate::telemetry::set_parent_from(&span, &HeaderExtractor(req.headers()));
-                span
-            });
+    let mut builder = Server::builder()
+        .timeout(Duration::from_secs(60))
+        .layer(GrpcMetricsLayer)
+        .trace_fn(|req: &http::Request<()>| {
+            let span = tracing::info_span!(
+                "grpc.request",
+                otel.kind = "server",
+                rpc.method = %req.uri().path(),
+                org = tracing::field::Empty,
+            );
+            crate::telemetry::set_parent_from(&span, &HeaderExtractor(req.headers()));
+            span
+        });
     if let Some(tls) = &cfg.tls {
         let cert = tokio::fs::read(&tls.cert_path).await?;
         let key = tokio::fs::read(&tls.key_path).await?;

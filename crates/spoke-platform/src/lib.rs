@@ -12,6 +12,7 @@ pub mod connection_mirror;
 pub mod db;
 mod error;
 pub mod grpc;
+pub mod grpc_metrics;
 pub mod kafka;
 pub mod service;
 pub mod shutdown;

@@ -103,6 +103,18 @@ pub fn set_parent_from(span: &tracing::Span, carrier: &dyn Extractor) {
     let _ = span.set_parent(cx);
 }
 
+/// Links `span` to the span a `traceparent` names (fan-in: one span doing the work of several
+/// earlier ones, e.g. a writer chunk made of records from several Kafka batches).
+pub fn add_link_from(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::trace::TraceContextExt;
+    let carrier = HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+    let linked = cx.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
+}
+
 /// The current trace id as 32 hex digits, or `None` outside a sampled OpenTelemetry span.
 pub fn current_trace_id() -> Option<String> {
     use opentelemetry::trace::TraceContextExt;

@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{ClientContext, Message, Statistics};
 use sqlx::PgConnection;
 use sqlx::postgres::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -155,7 +155,8 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<()> {
     let group = format!("spoke-{service}-{}", spec.name);
-    let consumer: StreamConsumer = cfg
+    let consumer_name = format!("{service}.{}", spec.name);
+    let consumer: StreamConsumer<LagReporter> = cfg
         .client_config()
         .set("group.id", &group)
         .set("client.id", format!("spoke-{service}-{}", spec.name))
@@ -166,14 +167,18 @@ pub async fn run(
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("topic.metadata.refresh.interval.ms", "5000")
-        .create()?;
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        .create_with_context(LagReporter {
+            consumer: consumer_name.clone(),
+        })?;
     let names: Vec<&str> = spec.topics.iter().map(|t| t.name).collect();
     consumer.subscribe(&names)?;
+    register_series(&consumer_name, &names);
     tracing::info!(group = %group, topics = ?names, "consumer started");
     let worker = Worker {
         pool,
         dlq,
-        consumer_name: format!("{service}.{}", spec.name),
+        consumer_name,
         handler: spec.handler,
         max_attempts: cfg.max_attempts,
     };
@@ -219,7 +224,7 @@ pub async fn run(
 /// Commits stored offsets and leaves the group on a plain thread, waiting at most 10 s: with an
 /// unreachable broker librdkafka's commit and close block indefinitely, and a blocked runtime
 /// thread would keep the process from ever exiting.
-async fn close(consumer: StreamConsumer, group: &str) {
+async fn close(consumer: StreamConsumer<LagReporter>, group: &str) {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name("kafka-consumer-close".into())
@@ -247,6 +252,63 @@ async fn close(consumer: StreamConsumer, group: &str) {
         ),
     }
 }
+
+/// How often librdkafka reports statistics (consumer lag); 5 s keeps the lag gauge fresh for
+/// alerts at a negligible cost (one small JSON document per consumer).
+const STATISTICS_INTERVAL_MS: &str = "5000";
+
+/// Creates the consumer's counters at zero, so dashboards and `increase()` see every series from
+/// the start instead of only after the first dead letter.
+fn register_series(consumer: &str, topics: &[&str]) {
+    for topic in topics {
+        for outcome in ["processed", "duplicate", "dead_lettered"] {
+            metrics::counter!("spoke_kafka_consumed_total", "consumer" => consumer.to_string(), "topic" => topic.to_string(), "outcome" => outcome).increment(0);
+        }
+        metrics::counter!("spoke_kafka_dead_letters_total", "consumer" => consumer.to_string(), "topic" => topic.to_string()).increment(0);
+    }
+}
+
+/// Publishes librdkafka's statistics as `spoke_kafka_consumer_lag_messages{consumer,topic,partition}`:
+/// the high watermark minus the group's committed offset, per partition this member consumes.
+struct LagReporter {
+    consumer: String,
+}
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // librdkafka's internal "unassigned" partition.
+                if *partition < 0 {
+                    continue;
+                }
+                let lag = if !p.desired {
+                    // Another member owns it and reports its lag; 0 here keeps sums right.
+                    0
+                } else if p.consumer_lag >= 0 {
+                    p.consumer_lag
+                } else if p.consumer_lag_stored >= 0 {
+                    // Nothing committed yet (a new group): what is stored is about to be.
+                    p.consumer_lag_stored
+                } else if p.hi_offset >= 0 {
+                    // Nothing consumed yet: everything retained is waiting.
+                    (p.hi_offset - p.lo_offset.max(0)).max(0)
+                } else {
+                    continue;
+                };
+                metrics::gauge!(
+                    "spoke_kafka_consumer_lag_messages",
+                    "consumer" => self.consumer.clone(),
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string(),
+                )
+                .set(lag as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {}
 
 struct Worker {
     pool: PgPool,

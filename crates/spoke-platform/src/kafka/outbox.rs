@@ -25,6 +25,8 @@ use crate::telemetry;
 
 const NOTIFY_CHANNEL: &str = "spoke_outbox";
 const BATCH: i64 = 500;
+/// How often the backlog gauges are refreshed.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
 /// Writes events into the outbox table of the current schema.
 #[derive(Debug, Clone, Copy)]
@@ -110,7 +112,14 @@ impl OutboxRelay {
             }
         };
         let mut last_cleanup = tokio::time::Instant::now();
+        let mut last_gauge: Option<tokio::time::Instant> = None;
         loop {
+            if last_gauge.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
+                last_gauge = Some(tokio::time::Instant::now());
+                if let Err(e) = self.report_backlog().await {
+                    tracing::debug!(error = %e, "outbox backlog query failed");
+                }
+            }
             match self.publish_batch().await {
                 Ok(n) if n as i64 == BATCH => continue,
                 Ok(_) => {}
@@ -211,8 +220,20 @@ impl OutboxRelay {
             .bind(secs)
             .execute(&self.pool)
             .await?;
-        let pending = Outbox::pending(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Sets the backlog gauges: unpublished events and the age of the oldest one (a relay that
+    /// cannot publish shows a growing age even when few events wait).
+    async fn report_backlog(&self) -> Result<()> {
+        let (pending, oldest): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), extract(epoch FROM now() - min(created_at))::float8 \
+             FROM outbox WHERE sent_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         metrics::gauge!("spoke_outbox_pending_events").set(pending as f64);
+        metrics::gauge!("spoke_outbox_oldest_pending_seconds").set(oldest.unwrap_or(0.0).max(0.0));
         Ok(())
     }
 }

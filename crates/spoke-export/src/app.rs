@@ -29,6 +29,7 @@ pub const TOPICS: &[topics::Topic] = &[
     topics::EXPORT_RESULTS,
     topics::EXPORT_EVENTS,
     topics::NOTIFICATIONS,
+    topics::FILTERING_EVENTS,
 ];
 
 /// A running export service. Tests build it on port 0 and read the ports back.
@@ -54,6 +55,13 @@ impl Application {
         let mut host = ServiceHost::start("export", &config.common, &MIGRATOR, TOPICS).await?;
         let writer = Writer::new(host.pool.clone(), cluster.clone(), config.writer.settings());
         crate::consumers::spawn(&mut host, writer.waker());
+        let writeback = crate::writeback::Worker::new(
+            host.pool.clone(),
+            cluster.clone(),
+            config.writeback.settings(),
+        );
+        crate::writeback::consumers::spawn(&mut host, writeback.waker());
+        host.spawn("export writeback", move |cancel| writeback.run(cancel));
         host.spawn("export writer", move |cancel| writer.run(cancel));
         let pool = host.pool.clone();
         host.spawn("export job gauge", move |cancel| job_gauge(pool, cancel));

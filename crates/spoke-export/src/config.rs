@@ -21,6 +21,48 @@ pub struct Config {
     pub writer: WriterConfig,
     /// Largest CreateExport request accepted, in bytes (`[export] max_request_bytes`).
     pub export: ExportLimits,
+    /// CRM writeback of activities (`[writeback]`).
+    pub writeback: WritebackConfig,
+}
+
+/// `[writeback]` tuning.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WritebackConfig {
+    /// Seconds an activity may wait for its contact's HubSpot match before it is DROPPED
+    /// (`SPOKE_WRITEBACK__PENDING_TTL_SECS`, default 7 days).
+    pub pending_ttl_secs: f64,
+    /// Seconds before retrying after HubSpot or the connection failed (doubled per attempt).
+    pub retry_delay_secs: f64,
+    /// Seconds after an attempt before HubSpot's search is trusted to show what it created.
+    pub recovery_delay_secs: f64,
+    /// Lease of a taken activity in seconds (a crashed worker's activities are retaken after it).
+    pub lease_secs: f64,
+}
+
+impl Default for WritebackConfig {
+    fn default() -> Self {
+        Self {
+            pending_ttl_secs: 7.0 * 24.0 * 3600.0,
+            retry_delay_secs: 30.0,
+            recovery_delay_secs: 15.0,
+            lease_secs: 120.0,
+        }
+    }
+}
+
+impl WritebackConfig {
+    /// The worker's settings.
+    pub fn settings(&self) -> crate::writeback::WorkerSettings {
+        let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.0));
+        crate::writeback::WorkerSettings {
+            pending_ttl: secs(self.pending_ttl_secs),
+            retry_delay: secs(self.retry_delay_secs),
+            recovery_delay: secs(self.recovery_delay_secs),
+            lease: secs(self.lease_secs),
+            ..crate::writeback::WorkerSettings::default()
+        }
+    }
 }
 
 /// `[mapping]` `endpoint` (`SPOKE_MAPPING__ENDPOINT`).
@@ -114,6 +156,7 @@ impl Default for Config {
             mapping: MappingEndpoint::default(),
             writer: WriterConfig::default(),
             export: ExportLimits::default(),
+            writeback: WritebackConfig::default(),
         }
     }
 }
@@ -143,6 +186,19 @@ impl Validate for Config {
             ("writer.lease_secs", w.lease_secs >= 1.0),
             ("writer.recovery_delay_secs", w.recovery_delay_secs >= 0.0),
             ("writer.retry_delay_secs", w.retry_delay_secs >= 0.0),
+            (
+                "writeback.pending_ttl_secs",
+                self.writeback.pending_ttl_secs >= 1.0,
+            ),
+            (
+                "writeback.retry_delay_secs",
+                self.writeback.retry_delay_secs >= 0.0,
+            ),
+            (
+                "writeback.recovery_delay_secs",
+                self.writeback.recovery_delay_secs >= 0.0,
+            ),
+            ("writeback.lease_secs", self.writeback.lease_secs >= 1.0),
         ] {
             if !ok {
                 problems.push(format!("{key} is out of range (set {})", env_var_name(key)));

@@ -1,5 +1,5 @@
 //! The `spoke.export.v1.ExportService` gRPC service: authentication checks and request validation,
-//! then calls into the domain (`jobs`). Writeback methods are not built yet and answer UNIMPLEMENTED.
+//! then calls into the domain (`jobs`, `writeback`).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -9,13 +9,16 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use spoke_platform::auth::{self, Role};
-use spoke_proto::common::v1::{DuplicateAction, ExportJobState, ObjectType};
+use spoke_proto::common::v1::{ActivityType, DuplicateAction, ExportJobState, ObjectType};
 use spoke_proto::export::v1::export_service_server::ExportService;
 use spoke_proto::export::v1::{
     CancelExportRequest, CancelExportResponse, CreateExportRequest, CreateExportResponse,
-    GetExportRequest, GetExportResponse, ListExportRecordsRequest, ListExportRecordsResponse,
-    ListExportsRequest, ListExportsResponse, ResolveDuplicatesRequest, ResolveDuplicatesResponse,
-    WatchExportRequest, WatchExportResponse,
+    GetExportRequest, GetExportResponse, GetWritebackSettingsRequest, GetWritebackSettingsResponse,
+    ListExportRecordsRequest, ListExportRecordsResponse, ListExportsRequest, ListExportsResponse,
+    ListWritebackActivitiesRequest, ListWritebackActivitiesResponse, ResolveDuplicatesRequest,
+    ResolveDuplicatesResponse, SaveWritebackSettingsRequest, SaveWritebackSettingsResponse,
+    WatchExportRequest, WatchExportResponse, WritebackActivity, WritebackLogMode,
+    WritebackSettings, WritebackState,
 };
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
@@ -28,6 +31,7 @@ use crate::jobs::{self, Actor, CreateExport, Resolution};
 use crate::model::is_terminal;
 use crate::ports::Cluster;
 use crate::store::{self, JobFilter};
+use crate::writeback;
 
 /// The gRPC face of the export service.
 #[derive(Clone)]
@@ -62,6 +66,81 @@ fn actor<T>(req: &Request<T>) -> Result<Actor, Status> {
 fn member_actor<T>(req: &Request<T>) -> Result<Actor, Status> {
     auth::caller(req)?.require_member()?;
     actor(req)
+}
+
+/// The org of a writeback read: admins and services.
+fn admin_or_service<T>(req: &Request<T>) -> Result<String, Status> {
+    let c = auth::caller(req)?;
+    if !(c.has(Role::Admin) || c.has(Role::Service)) {
+        return Err(Status::permission_denied(
+            "this operation needs the admin or service role",
+        ));
+    }
+    Ok(c.org.clone())
+}
+
+fn settings_proto(s: &writeback::Settings) -> WritebackSettings {
+    WritebackSettings {
+        enabled: s.enabled,
+        log_mode: s.log_mode as i32,
+        activity_types: s.activity_types.iter().map(|t| *t as i32).collect(),
+        updated_at: s.updated_at.map(crate::events::ts),
+    }
+}
+
+fn activity_proto(r: &writeback::store::ActivityRow) -> WritebackActivity {
+    WritebackActivity {
+        activity_id: r.activity_id.clone(),
+        r#type: r.activity_type,
+        user_id: r.user_id.clone(),
+        state: writeback::state_proto(&r.state) as i32,
+        reason: r.reason.clone(),
+        hubspot_object: r.hubspot_object.clone(),
+        hubspot_id: r.hubspot_id.clone(),
+        occurred_at: r.occurred_at.map(crate::events::ts),
+        updated_at: Some(crate::events::ts(r.updated_at)),
+        attempts: r.attempts,
+        contact_profile_id: r.contact_profile_id.clone(),
+        company_profile_id: r.company_profile_id.clone(),
+    }
+}
+
+/// Checks a SaveWritebackSettings request; the error names the field.
+fn settings_change(req: &SaveWritebackSettingsRequest) -> Result<writeback::SettingsChange, Error> {
+    let log_mode = match req.log_mode {
+        None => None,
+        Some(m) => match WritebackLogMode::try_from(m) {
+            Ok(WritebackLogMode::Unspecified) | Err(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "log_mode: must be TASKS or ENGAGEMENTS (got {m})"
+                )));
+            }
+            Ok(m) => Some(m),
+        },
+    };
+    let activity_types = match &req.activity_types {
+        None => None,
+        Some(set) => {
+            let mut out = Vec::new();
+            for (i, t) in set.types.iter().enumerate() {
+                match ActivityType::try_from(*t) {
+                    Ok(ActivityType::Unspecified) | Err(_) => {
+                        return Err(Error::InvalidArgument(format!(
+                            "activity_types.types[{i}]: must be EMAIL, CALL or MEETING (got {t})"
+                        )));
+                    }
+                    Ok(t) if !out.contains(&t) => out.push(t),
+                    Ok(_) => {}
+                }
+            }
+            Some(out)
+        }
+    };
+    Ok(writeback::SettingsChange {
+        enabled: req.enabled,
+        log_mode,
+        activity_types,
+    })
 }
 
 fn page_size(requested: i32, default: i64, max: i64) -> i64 {
@@ -309,6 +388,79 @@ impl ExportService for ExportServiceImpl {
         let job = jobs::cancel(&self.pool, &actor, &request.get_ref().job_id).await?;
         Ok(Response::new(CancelExportResponse {
             job: Some(job_proto(&job)),
+        }))
+    }
+
+    async fn get_writeback_settings(
+        &self,
+        request: Request<GetWritebackSettingsRequest>,
+    ) -> Result<Response<GetWritebackSettingsResponse>, Status> {
+        let org = admin_or_service(&request)?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| Status::from(Error::Database(e)))?;
+        let s = writeback::store::settings(&mut conn, &org).await?;
+        Ok(Response::new(GetWritebackSettingsResponse {
+            settings: Some(settings_proto(&s)),
+        }))
+    }
+
+    async fn save_writeback_settings(
+        &self,
+        request: Request<SaveWritebackSettingsRequest>,
+    ) -> Result<Response<SaveWritebackSettingsResponse>, Status> {
+        let c = auth::caller(&request)?;
+        c.require_admin()?;
+        let org = c.org.clone();
+        let change = settings_change(request.get_ref())?;
+        let s = writeback::store::save_settings(&self.pool, &org, &change).await?;
+        tracing::info!(org = %org, enabled = s.enabled, log_mode = ?s.log_mode, "writeback settings saved");
+        Ok(Response::new(SaveWritebackSettingsResponse {
+            settings: Some(settings_proto(&s)),
+        }))
+    }
+
+    async fn list_writeback_activities(
+        &self,
+        request: Request<ListWritebackActivitiesRequest>,
+    ) -> Result<Response<ListWritebackActivitiesResponse>, Status> {
+        let org = admin_or_service(&request)?;
+        let req = request.get_ref();
+        let limit = page_size(req.page_size, 100, 1000);
+        let state = WritebackState::try_from(req.state)
+            .map_err(|_| Error::InvalidArgument(format!("state: unknown value {}", req.state)))?;
+        let before = if req.page_token.is_empty() {
+            None
+        } else {
+            let bad = || Error::InvalidArgument("page_token: not a token of this method".into());
+            let (micros, id) = req.page_token.split_once(':').ok_or_else(bad)?;
+            let micros: i64 = micros.parse().map_err(|_| bad())?;
+            let at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+            Some((at, id.to_string()))
+        };
+        let rows = writeback::store::list_activities(
+            &self.pool,
+            &org,
+            writeback::state_name(state),
+            before,
+            limit + 1,
+        )
+        .await?;
+        let more = rows.len() as i64 > limit;
+        let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
+        let next_page_token = match rows.last() {
+            Some(last) if more => format!(
+                "{}:{}",
+                last.created_at.timestamp_micros(),
+                last.activity_id
+            ),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListWritebackActivitiesResponse {
+            activities: rows.iter().map(activity_proto).collect(),
+            next_page_token,
         }))
     }
 }

@@ -259,6 +259,28 @@ impl SandboxControl {
         Ok(Some(render(t, rec, &rec.props, &Wanted::Named(names))))
     }
 
+    /// The associations of a record to one object type, as stored (what the v4 associations read
+    /// returns): `(target id, association type id, category)` in insertion order.
+    pub fn associations(
+        &self,
+        portal: u64,
+        from_type: &str,
+        id: &str,
+        to_type: &str,
+    ) -> Result<Vec<(String, u32, String)>> {
+        let (f, t) = (object(from_type)?, object(to_type)?);
+        let p = self.portal(portal)?;
+        let state = p.state.read();
+        let Ok(id) = id.parse::<u64>() else {
+            return Ok(Vec::new());
+        };
+        Ok(state
+            .associations_of(f, id, t)
+            .into_iter()
+            .map(|e| (e.to_id.to_string(), e.type_id, e.category.clone()))
+            .collect())
+    }
+
     /// Record counts per object type.
     pub fn counts(&self, portal: u64) -> Result<Counts> {
         let p = self.portal(portal)?;

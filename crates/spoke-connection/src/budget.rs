@@ -59,6 +59,14 @@ pub fn available(limit: u32, used: i64) -> u32 {
 impl BudgetAuthority {
     /// An authority with the configured limits.
     pub fn new(pool: PgPool, cfg: BudgetConfig) -> Self {
+        // Series exist from the start (at zero), so budget panels and rates work before traffic.
+        for kind in [Kind::Standard, Kind::Search] {
+            metrics::counter!("spoke_connection_budget_granted_total", "kind" => kind.as_str())
+                .increment(0);
+            metrics::counter!("spoke_connection_budget_denied_total", "kind" => kind.as_str())
+                .increment(0);
+        }
+        metrics::counter!("spoke_connection_budget_throttles_total").increment(0);
         Self { pool, cfg }
     }
 
@@ -139,6 +147,11 @@ impl BudgetAuthority {
             }
             metrics::counter!("spoke_connection_budget_granted_total", "kind" => kind.as_str())
                 .increment(u64::from(grant));
+        }
+        if grant < requested {
+            // Permits asked but not granted now: the portal is at its limit (or paused after a 429).
+            metrics::counter!("spoke_connection_budget_denied_total", "kind" => kind.as_str())
+                .increment(u64::from(requested - grant));
         }
         tx.commit().await?;
         Ok(Grant {

@@ -9,8 +9,10 @@ use spoke_proto::events::v1::ExportCheckedBatch;
 use sqlx::PgConnection;
 use tokio::sync::Notify;
 
+use tracing::Instrument;
+
 use crate::error::Error;
-use crate::jobs;
+use crate::{jobs, store};
 
 /// Stores checked batches (decisions, candidates) and wakes the writer.
 pub struct CheckedHandler {
@@ -43,13 +45,33 @@ impl EventHandler for CheckedHandler {
                 .map(|h| h.job_id.as_str())
                 .unwrap_or_default(),
         );
-        let _entered = span.enter();
-        match jobs::apply_checked(tx, &batch).await {
-            Ok(()) => {}
-            Err(Error::InvalidArgument(m)) => return Err(HandlerError::Permanent(m)),
-            Err(Error::Database(e)) => return Err(HandlerError::from(e)),
-            Err(e) => return Err(HandlerError::Retriable(e.to_string())),
+        async {
+            match jobs::apply_checked(tx, &batch).await {
+                Ok(()) => {}
+                Err(Error::InvalidArgument(m)) => return Err(HandlerError::Permanent(m)),
+                Err(Error::Database(e)) => return Err(HandlerError::from(e)),
+                Err(e) => return Err(HandlerError::Retriable(e.to_string())),
+            }
+            // The writer links its chunk spans to this one (records of several batches fan in).
+            if let (Some(header), Some(tp)) = (
+                batch.header.as_ref(),
+                spoke_platform::telemetry::current_traceparent(),
+            ) && let Ok(job_id) = uuid::Uuid::parse_str(&header.job_id)
+            {
+                let ids: Vec<&str> = batch
+                    .records
+                    .iter()
+                    .filter_map(|r| r.request.as_ref()?.record.as_ref())
+                    .map(|r| r.record_id.as_str())
+                    .collect();
+                store::set_trace_context(tx, job_id, &ids, &tp)
+                    .await
+                    .map_err(|e| HandlerError::Retriable(e.to_string()))?;
+            }
+            Ok(())
         }
+        .instrument(span)
+        .await?;
         // The writer polls too; waking it only saves the poll interval.
         self.wake.notify_waiters();
         Ok(())

@@ -588,6 +588,34 @@ pub async fn claim(
     Ok(Some(Claim { job_id, records }))
 }
 
+/// Remembers the trace context of the span that made these records ready (the checked batch).
+pub async fn set_trace_context(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    record_ids: &[&str],
+    traceparent: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE records SET traceparent = $3 WHERE job_id = $1 AND record_id = ANY($2)")
+        .bind(job_id)
+        .bind(record_ids)
+        .bind(traceparent)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The distinct trace contexts of these records' checked batches (span links of a writer chunk).
+pub async fn trace_contexts(pool: &PgPool, job_id: Uuid, seqs: &[i32]) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT traceparent FROM records WHERE job_id = $1 AND seq = ANY($2) \
+         AND traceparent IS NOT NULL",
+    )
+    .bind(job_id)
+    .bind(seqs)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Releases leases so the records can be claimed again after `delay_secs`.
 pub async fn release(pool: &PgPool, job_id: Uuid, seqs: &[i32], delay_secs: f64) -> Result<()> {
     sqlx::query(

@@ -197,6 +197,18 @@ impl Writer {
             let carrier = HashMap::from([("traceparent".to_string(), tp.clone())]);
             spoke_platform::telemetry::set_parent_from(&span, &carrier);
         }
+        // Fan-in: the chunk's records come from one or more checked batches; link their spans.
+        let seqs: Vec<i32> = rows.iter().map(|r| r.seq).collect();
+        match store::trace_contexts(&self.pool, job_id, &seqs).await {
+            Ok(contexts) => {
+                for tp in contexts {
+                    spoke_platform::telemetry::add_link_from(&span, &tp);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "trace contexts of the chunk not read; no span links")
+            }
+        }
         self.chunk_inner(job, rows, cancel).instrument(span).await
     }
 

@@ -48,6 +48,7 @@ impl Application {
             )));
         }
         let mut host = ServiceHost::start("filtering", &config.common, &MIGRATOR, TOPICS).await?;
+        register_metrics();
         let portals = portal_access(&config, &host)?;
         let wake = Arc::new(Notify::new());
         crate::consumers::spawn(&mut host, wake.clone());
@@ -130,4 +131,22 @@ fn portal_access(config: &Config, host: &ServiceHost) -> Result<Arc<dyn PortalAc
     };
     let hubspot = HubSpotClient::with_budget(settings, budget)?;
     Ok(Arc::new(ConnectionPortals::new(connection, hubspot)))
+}
+
+/// Creates the run and record counters at zero, so dashboards and alerts see every series before
+/// the first run (a missing series looks like "no data", not like "nothing happened").
+fn register_metrics() {
+    metrics::counter!("spoke_filtering_runs_started_total").increment(0);
+    for state in ["completed", "failed", "cancelled", "limit_reached"] {
+        metrics::counter!("spoke_filtering_runs_finished_total", "state" => state).increment(0);
+    }
+    for object in [
+        crate::model::ObjectKind::Companies,
+        crate::model::ObjectKind::Contacts,
+        crate::model::ObjectKind::Deals,
+    ] {
+        metrics::counter!("spoke_filtering_records_total", "object" => object.name()).increment(0);
+    }
+    // Registered, so the (empty) histogram is rendered before the first batch.
+    let _ = metrics::histogram!("spoke_filtering_batch_duration_seconds");
 }

@@ -190,7 +190,12 @@ impl HubSpotClient {
             *attempt += 1;
             let token = match portal {
                 Some(p) => {
+                    // Time spent waiting for the portal's budget: near zero unless the portal's
+                    // rate limit, not HubSpot's latency, sets the pace.
+                    let waiting = Instant::now();
                     self.inner.budget.acquire(p.portal_id, ep.kind, 1).await?;
+                    metrics::histogram!("spoke_hubspot_budget_wait_seconds", "kind" => ep.kind.as_str())
+                        .record(waiting.elapsed().as_secs_f64());
                     match fresh_token.take() {
                         Some(t) => Some(t),
                         None => Some(p.tokens.access_token().await?),

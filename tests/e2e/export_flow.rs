@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use spoke_e2e::{
-    DevBroker, SandboxProcess, ServiceProcess, log_dir, spokectl, start_cluster, target_dir,
+    DevBroker, SandboxProcess, ServiceProcess, log_dir, pty::run_in_pty, spokectl,
+    spokectl_command, start_cluster, target_dir,
 };
 use spoke_platform::testing::{fresh_database, http_get, wait_serving};
 
@@ -156,19 +157,46 @@ async fn spokectl_exports_overlapping_profiles_without_duplicates() {
     assert!(failed > 0 && failed < total / 10, "{company_job}");
     assert_eq!(created + updated + failed, total, "{company_job}");
 
-    let contact_job = json(
-        &services,
-        &[
-            "export",
-            "create",
-            &contacts.display().to_string(),
-            "--object",
-            "contacts",
-            "--on-duplicate",
-            "update",
-            "--idempotency-key",
-            "flow-contacts",
-        ],
+    // The contacts export runs as a person at a terminal runs it: the progress bar must draw.
+    let contacts_arg = contacts.display().to_string();
+    let (success, screen) = run_in_pty(
+        spokectl_command(
+            &services,
+            ADMIN,
+            &[
+                "export",
+                "create",
+                &contacts_arg,
+                "--object",
+                "contacts",
+                "--on-duplicate",
+                "update",
+                "--idempotency-key",
+                "flow-contacts",
+            ],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(success, "export in a terminal failed:\n{screen}");
+    // indicatif redraws the bar in place (carriage return / cursor control) with the live counts.
+    assert!(
+        screen.contains("rec/s") && screen.contains("created") && screen.contains("[00:"),
+        "no progress bar drawn:\n{screen}"
+    );
+    assert!(
+        screen.contains('\r') || screen.contains("\u{1b}["),
+        "progress was not redrawn in place:\n{screen}"
+    );
+    let listed = json(&services, &["export", "list"]);
+    let contact_job = listed
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["job_id"] != company_job["job_id"]))
+        .cloned()
+        .unwrap_or_else(|| panic!("the contacts job is listed: {listed}"));
+    assert!(
+        screen.contains(contact_job["job_id"].as_str().unwrap()),
+        "the job id is printed for the person:\n{screen}"
     );
     assert!(
         contact_job["state"] == "COMPLETED" || contact_job["state"] == "COMPLETED_WITH_ERRORS",

@@ -4,6 +4,8 @@
 //!
 //! Logs of every process go to `target/e2e-logs/<test>/<process>.log`.
 
+pub mod pty;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -356,13 +358,12 @@ impl SandboxProcess {
     }
 }
 
-/// Runs `spokectl` with `args` against `services` as `org`/`user` with `roles`; returns
-/// (exit success, stdout, stderr).
-pub fn spokectl(
+/// `spokectl` with `args`, pointed at `services`, as `org`/`user`/`email` with `roles`.
+pub fn spokectl_command(
     services: &[ServiceProcess],
     identity: (&str, &str, &str, &str),
     args: &[&str],
-) -> Result<(bool, String, String)> {
+) -> Result<Command> {
     let (org, user, email, roles) = identity;
     let bin = build_binaries()?.join("spokectl");
     let mut cmd = Command::new(bin);
@@ -378,7 +379,19 @@ pub fn spokectl(
             format!("http://{}", s.grpc),
         );
     }
-    let out = cmd.output().map_err(|e| format!("running spokectl: {e}"))?;
+    Ok(cmd)
+}
+
+/// Runs `spokectl` with `args` against `services` as `org`/`user` with `roles`; returns
+/// (exit success, stdout, stderr).
+pub fn spokectl(
+    services: &[ServiceProcess],
+    identity: (&str, &str, &str, &str),
+    args: &[&str],
+) -> Result<(bool, String, String)> {
+    let out = spokectl_command(services, identity, args)?
+        .output()
+        .map_err(|e| format!("running spokectl: {e}"))?;
     Ok((
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -823,3 +823,163 @@ async fn serves_health_readiness_metrics_and_authenticates_calls() {
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn data_sharing_locked_by_contract_rejects_changes_and_records_nothing() {
+    let h = start(Duration::from_secs(1800)).await;
+    let mut c = h.client().await;
+    let contribution = |key: &str, category: pb::ContributionCategory, n: i64| {
+        service(
+            pb::RecordContributionRequest {
+                idempotency_key: key.into(),
+                category: category as i32,
+                object: spoke_proto::common::v1::ObjectType::Contacts as i32,
+                record_count: n,
+                source: "filtering_run".into(),
+                source_id: key.into(),
+                occurred_at: None,
+            },
+            "org-1",
+        )
+    };
+
+    // Off by default: nothing is recorded.
+    let r = c
+        .record_contribution(contribution("k0", pb::ContributionCategory::CrmData, 5))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!r.recorded);
+
+    // On: recorded once per key, whatever the retries.
+    c.set_data_sharing_settings(admin(pb::SetDataSharingSettingsRequest {
+        share_crm_data: Some(true),
+        share_usage_data: None,
+    }))
+    .await
+    .unwrap();
+    let first = c
+        .record_contribution(contribution("k1", pb::ContributionCategory::CrmData, 7))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.recorded);
+    let again = c
+        .record_contribution(contribution("k1", pb::ContributionCategory::CrmData, 7))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        again.contribution.as_ref().map(|c| &c.contribution_id),
+        first.contribution.as_ref().map(|c| &c.contribution_id)
+    );
+    // The usage toggle is still off.
+    let usage = c
+        .record_contribution(contribution("k2", pb::ContributionCategory::UsageData, 1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!usage.recorded);
+    // Only services record; users and admins may not.
+    let err = c
+        .record_contribution(authed(
+            pb::RecordContributionRequest {
+                idempotency_key: "k3".into(),
+                category: pb::ContributionCategory::CrmData as i32,
+                ..Default::default()
+            },
+            "admin-1",
+            "org-1",
+            &[Role::Admin],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+
+    // The contract opts out: toggles off and locked; changes are refused; nothing is recorded.
+    let locked = c
+        .set_data_sharing_contract_opt_out(service(
+            pb::SetDataSharingContractOptOutRequest { opted_out: true },
+            "org-1",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .settings
+        .unwrap();
+    assert!(locked.locked_by_contract && !locked.share_crm_data && !locked.share_usage_data);
+    for (crm, usage) in [(Some(true), None), (None, Some(true)), (Some(false), None)] {
+        let err = c
+            .set_data_sharing_settings(admin(pb::SetDataSharingSettingsRequest {
+                share_crm_data: crm,
+                share_usage_data: usage,
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+        assert!(err.message().contains("locked by your contract"), "{err:?}");
+    }
+    let r = c
+        .record_contribution(contribution("k4", pb::ContributionCategory::CrmData, 3))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!r.recorded);
+    let got = c
+        .get_data_sharing_settings(admin(pb::GetDataSharingSettingsRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .settings
+        .unwrap();
+    assert!(got.locked_by_contract && !got.share_crm_data);
+    // Only services record the opt-out.
+    let err = c
+        .set_data_sharing_contract_opt_out(admin(pb::SetDataSharingContractOptOutRequest {
+            opted_out: false,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+
+    // The list holds exactly the one recorded contribution; users may not list.
+    let list = c
+        .list_contributions(admin(pb::ListContributionsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .contributions;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0].record_count, 7);
+    assert_eq!(list[0].source_id, "k1");
+    let err = c
+        .list_contributions(authed(
+            pb::ListContributionsRequest::default(),
+            "u-1",
+            "org-1",
+            &[Role::User],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+
+    // Lifting the opt-out unlocks the toggles, which stay off until an admin turns them on.
+    let unlocked = c
+        .set_data_sharing_contract_opt_out(service(
+            pb::SetDataSharingContractOptOutRequest { opted_out: false },
+            "org-1",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .settings
+        .unwrap();
+    assert!(!unlocked.locked_by_contract && !unlocked.share_crm_data);
+    c.set_data_sharing_settings(admin(pb::SetDataSharingSettingsRequest {
+        share_crm_data: Some(true),
+        share_usage_data: None,
+    }))
+    .await
+    .unwrap();
+    h.stop().await;
+}

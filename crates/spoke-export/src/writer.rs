@@ -411,11 +411,8 @@ impl Writer {
         for mut item in creates {
             match ctx.mapping.apply(&item.profile, None) {
                 Ok(mut props) => {
-                    if let Some(owner) = &ctx.owner
-                        && !props.contains_key(OWNER_PROPERTY)
-                    {
-                        props.insert(OWNER_PROPERTY.to_string(), owner.clone());
-                    }
+                    // Judged before the owner is added: an owner alone would create an empty
+                    // HubSpot record no later export could match.
                     if props.is_empty() {
                         failed.push(fail(
                             &item,
@@ -423,6 +420,11 @@ impl Writer {
                                 .into(),
                         ));
                         continue;
+                    }
+                    if let Some(owner) = &ctx.owner
+                        && !props.contains_key(OWNER_PROPERTY)
+                    {
+                        props.insert(OWNER_PROPERTY.to_string(), owner.clone());
                     }
                     item.props = props;
                     prepared.push(item);

@@ -32,6 +32,9 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// Records per object of the demo run by the suite (the seeded portal holds 2,500 of them).
+const CI_DEMO_RECORDS: u64 = 3000;
+
 /// The whole suite: unit, integration and end-to-end tests of every crate (one build), then the
 /// Helm chart checks.
 pub async fn test() -> Result<()> {
@@ -88,6 +91,12 @@ pub async fn test() -> Result<()> {
             )?,
         ));
     }
+    // The README's first command in CI mode: the whole demo, non-interactive, at a smaller size;
+    // it fails on any spokectl error or a duplicate in HubSpot, and stops the stack afterwards.
+    let demo_started = Instant::now();
+    println!("\n==> demo (cargo xtask demo --stop --records {CI_DEMO_RECORDS})");
+    crate::stack::demo(true, CI_DEMO_RECORDS).await?;
+    timings.push(("demo", demo_started.elapsed()));
     let dropped = crate::postgres::drop_test_databases(&admin).await?;
     println!(
         "\nsuite passed in {:.0?} ({} test databases removed)",

@@ -101,7 +101,7 @@ def test_alert_rules_are_complete_and_well_formed():
 @pytest.mark.parametrize(
     "needle",
     [
-        "kafka_consumergroup_lag",
+        "spoke_kafka_consumer_lag_messages",
         'spoke_export_records_total{outcome="failed"}',
         'spoke_hubspot_requests_total{status="429"}',
         "spoke_connection_reauth_required",
@@ -159,8 +159,10 @@ def test_panels_do_not_overlap():
         "spoke_outbox_pending_events",
         "spoke_kafka_handle_duration_seconds_bucket",
         "spoke_kafka_dead_letters_total",
-        "spoke_filtering_runs_total",
-        "spoke_filtering_records_matched_total",
+        "spoke_filtering_runs_finished_total",
+        "spoke_filtering_records_total",
+        "spoke_grpc_requests_total",
+        "spoke_kafka_consumer_lag_messages",
     ],
 )
 def test_dashboard_covers_the_export_and_filtering_paths(metric):

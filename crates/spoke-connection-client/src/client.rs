@@ -298,6 +298,22 @@ impl ConnectionClient {
         })
     }
 
+    /// Records a data-sharing contribution (`RecordContribution`, idempotent by the request's key).
+    /// Returns whether it was recorded: `false` while the org's toggle is off or locked by contract.
+    pub async fn record_contribution(
+        &self,
+        org: &str,
+        request: pb::RecordContributionRequest,
+    ) -> Result<bool> {
+        let req = self.request(org, request)?;
+        Ok(self
+            .grpc()
+            .record_contribution(req)
+            .await?
+            .into_inner()
+            .recorded)
+    }
+
     /// The org a portal belongs to, as learnt from earlier `connection()` calls.
     pub(crate) fn org_of(&self, portal: u64) -> Option<String> {
         self.inner.portal_orgs.read().get(&portal).cloned()

@@ -52,6 +52,9 @@ impl Application {
         let portals = portal_access(&config, &host)?;
         let wake = Arc::new(Notify::new());
         crate::consumers::spawn(&mut host, wake.clone());
+        if let Some(connection) = contribution_client(&config, &host)? {
+            host.spawn_consumer(crate::sharing::consumer_spec(connection));
+        }
         let alerts = Alerts::new(host.pool.clone(), &config.smtp)?;
         let runner = Arc::new(Runner::new(
             host.pool.clone(),
@@ -133,10 +136,34 @@ fn portal_access(config: &Config, host: &ServiceHost) -> Result<Arc<dyn PortalAc
     Ok(Arc::new(ConnectionPortals::new(connection, hubspot)))
 }
 
+/// The connection client that records data-sharing contributions, when they are recorded.
+fn contribution_client(config: &Config, host: &ServiceHost) -> Result<Option<ConnectionClient>> {
+    let f = &config.filtering;
+    if !f
+        .record_contributions
+        .unwrap_or(f.static_portals.is_empty())
+    {
+        return Ok(None);
+    }
+    let issuer = host.issuer.clone().ok_or_else(|| {
+        Error::Platform(spoke_platform::Error::Config(
+            "filtering needs auth signing keys to record data-sharing contributions (or filtering.record_contributions = false)".into(),
+        ))
+    })?;
+    Ok(Some(ConnectionClient::new(
+        &config.connection,
+        issuer,
+        "filtering",
+    )?))
+}
+
 /// Creates the run and record counters at zero, so dashboards and alerts see every series before
 /// the first run (a missing series looks like "no data", not like "nothing happened").
 fn register_metrics() {
     metrics::counter!("spoke_filtering_runs_started_total").increment(0);
+    for outcome in ["recorded", "sharing_off"] {
+        metrics::counter!("spoke_filtering_contributions_total", "outcome" => outcome).increment(0);
+    }
     for state in ["completed", "failed", "cancelled", "limit_reached"] {
         metrics::counter!("spoke_filtering_runs_finished_total", "state" => state).increment(0);
     }

@@ -60,6 +60,9 @@ pub struct FilteringSettings {
     /// Private-app portals by org, used instead of the connection service when non-empty
     /// (development, benchmarks): `[[filtering.static_portals]] org, portal_id, token`.
     pub static_portals: Vec<StaticPortal>,
+    /// Record data-sharing contributions of completed runs in the connection service
+    /// (`RecordContribution`). Unset: on, unless `static_portals` is set (no connection service).
+    pub record_contributions: Option<bool>,
 }
 
 impl Default for FilteringSettings {
@@ -73,6 +76,7 @@ impl Default for FilteringSettings {
             max_deals: 500_000,
             budget: "remote".into(),
             static_portals: Vec::new(),
+            record_contributions: None,
         }
     }
 }

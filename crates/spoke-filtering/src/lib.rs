@@ -2,7 +2,8 @@
 //!
 //! Domain modules: [`schedule`] (off-hours slot math), [`filters`] (filter settings and the pass
 //! rule), [`profiles`] (profile index, loaders), `run` (executing a run under a lease),
-//! `scheduler` (requesting runs), `alerts` (notifications and email); `store` holds all SQL.
+//! `scheduler` (requesting runs), `alerts` (notifications and email), [`sharing`] (data-sharing
+//! contributions of completed runs); `store` holds all SQL.
 
 mod alerts;
 mod app;
@@ -17,6 +18,7 @@ pub mod profiles;
 mod run;
 pub mod schedule;
 mod scheduler;
+pub mod sharing;
 mod store;
 
 pub use app::{Application, MIGRATOR, TOPICS};

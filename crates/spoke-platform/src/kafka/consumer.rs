@@ -392,6 +392,7 @@ impl Worker {
         if inserted == 0 {
             return Ok(false);
         }
+        check_type(ev)?;
         self.handler.handle(&mut tx, ev).await?;
         tx.commit().await?;
         Ok(true)
@@ -461,6 +462,28 @@ impl Worker {
         metrics::counter!("spoke_kafka_dead_letters_total", "consumer" => self.consumer_name.clone(), "topic" => ev.topic.clone()).increment(1);
         Ok(())
     }
+}
+
+/// A Spoke topic carries one message type (`topics::ALL`): a message without `ce_type`, or of
+/// another type, is refused before any handler sees it (a payload of the wrong type may decode
+/// without error into nonsense), so it is dead-lettered with the reason.
+fn check_type(ev: &InboundEvent) -> std::result::Result<(), HandlerError> {
+    let Some(topic) = super::topics::by_name(&ev.topic) else {
+        return Ok(());
+    };
+    if ev.ce_type.is_empty() {
+        return Err(HandlerError::Permanent(format!(
+            "missing ce_type header ({} carries {})",
+            ev.topic, topic.message
+        )));
+    }
+    if ev.ce_type != topic.message {
+        return Err(HandlerError::Permanent(format!(
+            "ce_type {:?} is not {}, the message of {}",
+            ev.ce_type, topic.message, ev.topic
+        )));
+    }
+    Ok(())
 }
 
 /// Exponential backoff with full jitter, capped at 10 s.

@@ -194,6 +194,15 @@ endpoint!(
     true
 );
 
+endpoint!(
+    ASSOCIATIONS_BATCH_READ,
+    "associations_batch_read",
+    POST,
+    "/crm/v4/associations/{fromObjectType}/{toObjectType}/batch/read",
+    Standard,
+    true
+);
+
 /// All endpoints, for documentation and dashboards.
 pub static ALL: &[&Endpoint] = &[
     &OAUTH_TOKEN,
@@ -216,6 +225,7 @@ pub static ALL: &[&Endpoint] = &[
     &OBJECTS_SEARCH,
     &ASSOCIATION_DEFAULT,
     &ASSOCIATION_BATCH_DEFAULT,
+    &ASSOCIATIONS_BATCH_READ,
 ];
 
 #[cfg(test)]

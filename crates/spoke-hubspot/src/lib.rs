@@ -40,7 +40,9 @@ mod token;
 
 pub use account::{AccountDetails, Owner, User};
 pub use associations::{
-    AssociationCategory, AssociationResult, AssociationSpec, engagement_type_id, type_ids,
+    ASSOCIATIONS_READ_LIMIT, AssociatedRecord, AssociationCategory, AssociationResult,
+    AssociationSpec, AssociationType, NO_ASSOCIATIONS_FOUND, RecordAssociations,
+    engagement_type_id, type_ids,
 };
 pub use budget::{Budget, BudgetLimits, CallKind, LocalBudget, NoBudget};
 pub use client::{ClientConfig, DEFAULT_API_BASE, DEFAULT_APP_BASE, HubSpotClient, PortalClient};

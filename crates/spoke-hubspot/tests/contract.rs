@@ -914,6 +914,133 @@ async fn engagements_and_associations() {
 }
 
 #[tokio::test]
+async fn associations_batch_read_pages_per_record_and_skips_records_without_any() {
+    let e = env().await;
+    let control = e.sandbox.control();
+    let names = |prefix: &str, n: usize| -> Vec<Map<String, Value>> {
+        (0..n)
+            .map(|i| {
+                json!({ "name": format!("{prefix}{i}") })
+                    .as_object()
+                    .cloned()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let companies = control
+        .insert_records(PORTAL, "companies", names("Co", 620))
+        .unwrap();
+    let deals = control
+        .insert_records(
+            PORTAL,
+            "deals",
+            (0..3)
+                .map(|i| {
+                    json!({ "dealname": format!("D{i}") })
+                        .as_object()
+                        .cloned()
+                        .unwrap()
+                })
+                .collect(),
+        )
+        .unwrap();
+    // Deal 0: primary company 7 plus 600 unlabeled ones (more than one page of 500); deal 1: one
+    // unlabeled company; deal 2: none.
+    control
+        .associate_records(
+            PORTAL,
+            "deals",
+            "companies",
+            &[(deals[0].clone(), companies[7].clone())],
+            Some(type_ids::DEAL_TO_COMPANY_PRIMARY),
+        )
+        .unwrap();
+    let mut pairs: Vec<(String, String)> = companies[10..610]
+        .iter()
+        .map(|c| (deals[0].clone(), c.clone()))
+        .collect();
+    pairs.push((deals[1].clone(), companies[3].clone()));
+    control
+        .associate_records(PORTAL, "deals", "companies", &pairs, None)
+        .unwrap();
+    e.sandbox.control().clear_requests();
+
+    let read = e
+        .portal
+        .associations_batch_read(ObjectType::Deals, ObjectType::Companies, &deals)
+        .await
+        .unwrap();
+    assert!(
+        read.errors.is_empty(),
+        "no associations is not an error: {:?}",
+        read.errors
+    );
+    assert_eq!(read.results.len(), 2, "deal 2 has none and is absent");
+    let d0 = read
+        .results
+        .iter()
+        .find(|r| r.from_id == deals[0])
+        .expect("deal 0");
+    assert_eq!(d0.to.len(), 601, "both pages of deal 0");
+    let ids: BTreeSet<&str> = d0.to.iter().map(|t| t.to_object_id.as_str()).collect();
+    assert_eq!(ids.len(), 601, "no target twice");
+    let primary: Vec<&str> = d0
+        .to
+        .iter()
+        .filter(|t| t.has_type(type_ids::DEAL_TO_COMPANY_PRIMARY))
+        .map(|t| t.to_object_id.as_str())
+        .collect();
+    assert_eq!(primary, vec![companies[7].as_str()]);
+    let d1 = read
+        .results
+        .iter()
+        .find(|r| r.from_id == deals[1])
+        .expect("deal 1");
+    assert_eq!(d1.to.len(), 1);
+    assert_eq!(d1.to[0].to_object_id, companies[3]);
+    assert!(d1.to[0].has_type(type_ids::DEAL_TO_COMPANY));
+    // One call for the three deals, one more for deal 0's second page.
+    assert_eq!(
+        api_requests(
+            &e.sandbox,
+            "/crm/v4/associations/deals/companies/batch/read"
+        )
+        .len(),
+        2
+    );
+    // The reverse direction carries the reverse types.
+    let back = e
+        .portal
+        .associations_batch_read(
+            ObjectType::Companies,
+            ObjectType::Deals,
+            &[companies[7].clone()],
+        )
+        .await
+        .unwrap();
+    assert!(back.results[0].to[0].has_type(type_ids::COMPANY_TO_DEAL_PRIMARY));
+
+    let too_many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
+    let err = e
+        .portal
+        .associations_batch_read(ObjectType::Deals, ObjectType::Companies, &too_many)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BatchTooLarge {
+                max: 1000,
+                got: 1001,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    e.sandbox.shutdown().await;
+}
+
+#[tokio::test]
 async fn injected_faults_are_retried_until_success() {
     let e = env().await;
     e.portal

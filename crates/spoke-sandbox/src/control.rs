@@ -243,6 +243,32 @@ impl SandboxControl {
         Ok(ids.iter().map(|i| i.to_string()).collect())
     }
 
+    /// Associates records in bulk (`(from id, to id)` pairs, both directions), with `type_id` or the
+    /// default type of `from → to`; returns how many pairs were associated. Stops at the first pair
+    /// whose records do not exist.
+    pub fn associate_records(
+        &self,
+        portal: u64,
+        from_type: &str,
+        to_type: &str,
+        pairs: &[(String, String)],
+        type_id: Option<u32>,
+    ) -> Result<usize> {
+        let (from, to) = (object(from_type)?, object(to_type)?);
+        let p = self.portal(portal)?;
+        let mut state = p.state.write();
+        let parse = |s: &str| {
+            s.parse::<u64>()
+                .map_err(|_| Error::SeedInvalid(format!("association id {s} is not a number")))
+        };
+        for (a, b) in pairs {
+            state
+                .associate(from, parse(a)?, to, parse(b)?, type_id, "HUBSPOT_DEFINED")
+                .map_err(|e| Error::SeedInvalid(e.message))?;
+        }
+        Ok(pairs.len())
+    }
+
     /// A record with all its stored properties, as the API would render it (archived ones too).
     pub fn record(&self, portal: u64, object_type: &str, id: &str) -> Result<Option<Value>> {
         let t = object(object_type)?;
@@ -277,7 +303,7 @@ impl SandboxControl {
         Ok(state
             .associations_of(f, id, t)
             .into_iter()
-            .map(|e| (e.to_id.to_string(), e.type_id, e.category.clone()))
+            .map(|e| (e.to_id.to_string(), e.type_id, e.category.to_string()))
             .collect())
     }
 

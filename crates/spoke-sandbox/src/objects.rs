@@ -200,6 +200,20 @@ pub fn default_association_type(from: ObjectType, to: ObjectType) -> Option<u32>
     Some(id)
 }
 
+/// The type id of the reverse direction of an association (`from → to` with `type_id`): primary
+/// types pair up (contact→company 1 / company→contact 2, deal→company 5 / company→deal 6), every
+/// other type's reverse is the default type of `to → from`.
+pub fn reverse_association_type(from: ObjectType, to: ObjectType, type_id: u32) -> u32 {
+    use ObjectType::*;
+    match (from, to, type_id) {
+        (Contacts, Companies, 1) => 2,
+        (Companies, Contacts, 2) => 1,
+        (Deals, Companies, 5) => 6,
+        (Companies, Deals, 6) => 5,
+        _ => default_association_type(to, from).unwrap_or(type_id),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

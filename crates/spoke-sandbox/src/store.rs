@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::api_error::{ApiError, ApiResult, ErrorDetail};
 use crate::clock::iso;
 use crate::duplicates::normalize_domain;
-use crate::objects::{ObjectType, default_association_type};
+use crate::objects::{ObjectType, default_association_type, reverse_association_type};
 use crate::properties::{default_deal_pipeline, standard_properties};
 use crate::seed::{OwnerSeed, PipelineSeed, PortalSeed, PropertyDef, PropertyOption, UserSeed};
 
@@ -170,8 +170,8 @@ pub struct AssocEdge {
     pub to_type: ObjectType,
     /// Target id.
     pub to_id: u64,
-    /// `HUBSPOT_DEFINED` or `USER_DEFINED`.
-    pub category: String,
+    /// `HUBSPOT_DEFINED` or `USER_DEFINED` (the known ones are not allocated per edge).
+    pub category: Cow<'static, str>,
     /// Association type id.
     pub type_id: u32,
 }
@@ -685,17 +685,23 @@ impl PortalState {
                 )));
             }
         };
-        let reverse = default_association_type(to, from).unwrap_or(type_id);
+        let reverse = reverse_association_type(from, to, type_id);
+        let category: Cow<'static, str> = match category {
+            "HUBSPOT_DEFINED" => Cow::Borrowed("HUBSPOT_DEFINED"),
+            "USER_DEFINED" => Cow::Borrowed("USER_DEFINED"),
+            "INTEGRATOR_DEFINED" => Cow::Borrowed("INTEGRATOR_DEFINED"),
+            other => Cow::Owned(other.to_owned()),
+        };
         let edge = AssocEdge {
             to_type: to,
             to_id,
-            category: category.to_owned(),
+            category: category.clone(),
             type_id,
         };
         let back = AssocEdge {
             to_type: from,
             to_id: from_id,
-            category: category.to_owned(),
+            category,
             type_id: reverse,
         };
         for (key, e) in [((from, from_id), edge), ((to, to_id), back)] {

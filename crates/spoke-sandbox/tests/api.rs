@@ -477,6 +477,112 @@ async fn associations_inline_v4_and_engagements() {
 }
 
 #[tokio::test]
+async fn associations_batch_read_is_hubspot_shaped_and_paged() {
+    let h = Harness::start().await;
+    let control = h.sandbox.control();
+    let rows = |n: usize, key: &str| -> Vec<serde_json::Map<String, Value>> {
+        (0..n)
+            .map(|i| {
+                json!({ key: format!("{key}-{i}") })
+                    .as_object()
+                    .cloned()
+                    .expect("object")
+            })
+            .collect()
+    };
+    let companies = control
+        .insert_records(PORTAL, "companies", rows(502, "name"))
+        .expect("companies");
+    let deals = control
+        .insert_records(PORTAL, "deals", rows(2, "dealname"))
+        .expect("deals");
+    control
+        .associate_records(
+            PORTAL,
+            "deals",
+            "companies",
+            &[(deals[0].clone(), companies[0].clone())],
+            Some(5),
+        )
+        .expect("primary");
+    let rest: Vec<(String, String)> = companies[1..]
+        .iter()
+        .map(|c| (deals[0].clone(), c.clone()))
+        .collect();
+    control
+        .associate_records(PORTAL, "deals", "companies", &rest, None)
+        .expect("unlabeled");
+
+    let path = "/crm/v4/associations/deals/companies/batch/read";
+    let (s, b) = h
+        .json(
+            Method::POST,
+            path,
+            Some(json!({"inputs": [{"id": deals[0]}, {"id": deals[1]}]})),
+        )
+        .await;
+    assert_eq!(s, 207, "{b}");
+    assert_eq!(b["status"], "COMPLETE");
+    assert_eq!(b["results"].as_array().map(Vec::len), Some(1));
+    let first = &b["results"][0];
+    assert_eq!(first["from"]["id"], deals[0].as_str());
+    assert_eq!(first["to"].as_array().map(Vec::len), Some(500));
+    assert_eq!(
+        first["to"][0]["toObjectId"],
+        json!(companies[0].parse::<u64>().expect("id"))
+    );
+    assert_eq!(
+        first["to"][0]["associationTypes"][0],
+        json!({"category": "HUBSPOT_DEFINED", "typeId": 5, "label": "Primary"})
+    );
+    assert_eq!(
+        first["to"][1]["associationTypes"][0],
+        json!({"category": "HUBSPOT_DEFINED", "typeId": 341, "label": null})
+    );
+    assert_eq!(b["numErrors"], 1);
+    assert_eq!(
+        b["errors"][0]["subCategory"],
+        "crm.associations.NO_ASSOCIATIONS_FOUND"
+    );
+    assert_eq!(
+        b["errors"][0]["context"]["fromObjectId"][0],
+        deals[1].as_str()
+    );
+    let after = first["paging"]["next"]["after"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+
+    let (s, b) = h
+        .json(
+            Method::POST,
+            path,
+            Some(json!({"inputs": [{"id": deals[0], "after": after}]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let rest = b["results"][0]["to"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(rest.len(), 2, "502 companies = 500 + 2");
+    assert!(
+        b["results"][0].get("paging").is_none(),
+        "last page has no paging"
+    );
+
+    let (s, b) = h
+        .json(Method::POST, path, Some(json!({"inputs": (0..1001).map(|i| json!({"id": i.to_string()})).collect::<Vec<_>>()})))
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["message"].as_str().unwrap_or_default().contains("1000"),
+        "{b}"
+    );
+    h.sandbox.shutdown().await;
+}
+
+#[tokio::test]
 async fn unknown_object_type_and_route() {
     let h = Harness::start().await;
     let (s, e) = h.json(Method::GET, "/crm/v3/objects/widgets", None).await;

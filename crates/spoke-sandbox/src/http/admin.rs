@@ -26,6 +26,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/portals/{id}/records", delete(clear_records))
         .route("/portals/{id}/records/{object}", post(insert_records))
         .route("/portals/{id}/records/{object}/{record}", get(record))
+        .route(
+            "/portals/{id}/associations/{from}/{to}",
+            post(associate_records),
+        )
         .route("/portals/{id}/counts", get(counts))
         .route("/portals/{id}/duplicates/{object}", get(duplicates))
         .route("/portals/{id}/limits", get(get_limits).put(put_limits))
@@ -111,6 +115,32 @@ async fn insert_records(
     match parse_body::<Vec<Map<String, Value>>>(&body) {
         Ok(list) => match app.control.insert_records(id, &object, list) {
             Ok(ids) => (StatusCode::CREATED, Json(json!({ "ids": ids }))).into_response(),
+            Err(e) => admin_error(e),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssociateBody {
+    /// `[from id, to id]` pairs.
+    pairs: Vec<(String, String)>,
+    #[serde(default)]
+    type_id: Option<u32>,
+}
+
+async fn associate_records(
+    State(app): State<AppState>,
+    Path((id, from, to)): Path<(u64, String, String)>,
+    body: Bytes,
+) -> Response {
+    match parse_body::<AssociateBody>(&body) {
+        Ok(b) => match app
+            .control
+            .associate_records(id, &from, &to, &b.pairs, b.type_id)
+        {
+            Ok(n) => (StatusCode::CREATED, Json(json!({ "associated": n }))).into_response(),
             Err(e) => admin_error(e),
         },
         Err(e) => e.into_response(),

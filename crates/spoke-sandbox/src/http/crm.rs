@@ -18,6 +18,10 @@ use crate::store::{PortalState, Record, Wanted, render};
 
 /// Inputs a batch call accepts.
 const MAX_BATCH: usize = 100;
+/// Record ids an associations batch read accepts (HubSpot's limit since 2025-02-10).
+const MAX_ASSOC_READ: usize = 1000;
+/// Associated records per record and page of an associations batch read.
+pub(crate) const ASSOC_PAGE: usize = 500;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -655,17 +659,38 @@ async fn list_associations(
 }
 
 fn render_edges(s: &PortalState, f: ObjectType, fid: u64, t: ObjectType) -> Vec<Value> {
-    let mut by_target: std::collections::BTreeMap<u64, Vec<Value>> = Default::default();
-    for e in s.associations_of(f, fid, t) {
-        by_target
-            .entry(e.to_id)
-            .or_default()
-            .push(json!({ "category": e.category, "typeId": e.type_id, "label": null }));
-    }
-    by_target
+    render_edges_from(s, f, fid, t, 0, usize::MAX)
         .into_iter()
         .map(|(id, types)| json!({ "toObjectId": id, "associationTypes": types }))
         .collect()
+}
+
+/// A record's targets of type `t` with ids ≥ `after`, ordered by id, at most `limit`, each with
+/// its association types.
+fn render_edges_from(
+    s: &PortalState,
+    f: ObjectType,
+    fid: u64,
+    t: ObjectType,
+    after: u64,
+    limit: usize,
+) -> Vec<(u64, Vec<Value>)> {
+    let mut by_target: std::collections::BTreeMap<u64, Vec<Value>> = Default::default();
+    for e in s.associations_of(f, fid, t) {
+        if e.to_id >= after {
+            by_target.entry(e.to_id).or_default().push(json!({
+                "category": e.category,
+                "typeId": e.type_id,
+                "label": association_label(e.type_id),
+            }));
+        }
+    }
+    by_target.into_iter().take(limit).collect()
+}
+
+/// HubSpot labels its primary association types "Primary"; unlabeled ones have no label.
+fn association_label(type_id: u32) -> Option<&'static str> {
+    matches!(type_id, 1 | 2 | 5 | 6).then_some("Primary")
 }
 
 #[derive(Debug, Deserialize)]
@@ -691,26 +716,86 @@ async fn batch_associations(
 ) -> ApiResult<Response> {
     match action.as_str() {
         "create" => batch_associate(ctx, from, to, body, false).await,
-        "read" => {
-            let started = now_ms();
-            let f = object_of(&from)?;
-            let t = object_of(&to)?;
-            let req: BatchBody = parse_body(&body)?;
-            let s = ctx.portal.state.read();
-            let mut results = Vec::new();
-            for v in req.inputs {
-                let key = v.get("id").map(id_text).unwrap_or_default();
-                if let Some(id) = parse_id(&key) {
-                    results
-                        .push(json!({ "from": { "id": key }, "to": render_edges(&s, f, id, t) }));
-                }
-            }
-            Ok(batch_envelope(StatusCode::OK, results, vec![], started))
-        }
+        "read" => read_associations(ctx, from, to, body),
         other => Err(ApiError::not_found(format!(
             "Unknown association batch action {other}"
         ))),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadAssocInput {
+    id: Value,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// `POST /crm/v4/associations/{from}/{to}/batch/read`: at most [`MAX_ASSOC_READ`] ids; each record's
+/// associations come in pages of [`ASSOC_PAGE`] targets (ordered by id, `paging.next.after` to go on);
+/// a record without any gets a `NO_ASSOCIATIONS_FOUND` error entry and the answer becomes a 207.
+fn read_associations(ctx: PortalCtx, from: String, to: String, body: Bytes) -> ApiResult<Response> {
+    let started = now_ms();
+    let f = object_of(&from)?;
+    let t = object_of(&to)?;
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(default)]
+        inputs: Vec<ReadAssocInput>,
+    }
+    let req: Body = parse_body(&body)?;
+    if req.inputs.len() > MAX_ASSOC_READ {
+        return Err(ApiError::validation(format!(
+            "Too many inputs: {} exceeds the batch read limit of {MAX_ASSOC_READ} ids",
+            req.inputs.len()
+        )));
+    }
+    let s = ctx.portal.state.read();
+    let mut results = Vec::with_capacity(req.inputs.len());
+    let mut errors = Vec::new();
+    for input in req.inputs {
+        let key = id_text(&input.id);
+        let after = match input.after.as_deref() {
+            None => 0,
+            Some(a) => parse_id(a).ok_or_else(|| {
+                ApiError::validation(format!(
+                    "after must be a cursor from paging.next.after; got {a}"
+                ))
+            })?,
+        };
+        let edges = parse_id(&key)
+            .map(|id| render_edges_from(&s, f, id, t, after, ASSOC_PAGE + 1))
+            .unwrap_or_default();
+        if edges.is_empty() {
+            errors.push(json!({
+                "status": "error",
+                "category": "OBJECT_NOT_FOUND",
+                "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                "message": format!("No {} is associated with {} {key}.",
+                    t.singular_upper().to_lowercase(), f.singular_upper().to_lowercase()),
+                "context": {
+                    "fromObjectId": [key],
+                    "fromObjectType": [f.singular_upper().to_lowercase()],
+                    "toObjectType": [t.singular_upper().to_lowercase()],
+                },
+                "errors": [],
+                "links": {},
+            }));
+            continue;
+        }
+        let (page, next) = match edges.get(ASSOC_PAGE) {
+            Some((next, _)) => (&edges[..ASSOC_PAGE], Some(*next)),
+            None => (&edges[..], None),
+        };
+        let mut result = json!({
+            "from": { "id": key },
+            "to": page.iter().map(|(id, types)| json!({ "toObjectId": id, "associationTypes": types })).collect::<Vec<_>>(),
+        });
+        if let Some(n) = next {
+            result["paging"] = json!({ "next": { "after": n.to_string() } });
+        }
+        results.push(result);
+    }
+    Ok(batch_envelope(StatusCode::OK, results, errors, started))
 }
 
 async fn batch_associate(

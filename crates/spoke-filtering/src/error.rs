@@ -29,6 +29,9 @@ pub enum Error {
     /// HubSpot failed (after the client's retries).
     #[error("HubSpot: {0}")]
     HubSpot(#[from] spoke_hubspot::Error),
+    /// HubSpot answered, but refused part of a batch (per-input errors); the message names the records.
+    #[error("HubSpot: {0}")]
+    HubSpotPartial(String),
     /// The connection service failed.
     #[error("connection service: {0}")]
     Connection(String),
@@ -71,9 +74,11 @@ impl ServiceError for Error {
             Error::PermissionDenied(_) => tonic::Code::PermissionDenied,
             Error::HubSpot(e) if e.is_retriable() => tonic::Code::Unavailable,
             Error::Connection(_) => tonic::Code::Unavailable,
-            Error::HubSpot(_) | Error::Email(_) | Error::Database(_) | Error::Platform(_) => {
-                tonic::Code::Internal
-            }
+            Error::HubSpot(_)
+            | Error::HubSpotPartial(_)
+            | Error::Email(_)
+            | Error::Database(_)
+            | Error::Platform(_) => tonic::Code::Internal,
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::filters::{DealWindow, Mode, ObjectFilter, ValueFilter};
 use crate::model::{ObjectKind, ObjectStats, RunState, Trigger, ts};
 use crate::portals::PortalAccess;
-use crate::profiles::{self, LoadTotals};
+use crate::profiles;
 use crate::schedule;
 use crate::scheduler;
 use crate::store::{self, MatchQuery, ScheduleRow};
@@ -846,14 +846,7 @@ impl FilteringService for FilteringServiceImpl {
     ) -> std::result::Result<Response<pb::LoadProfilesResponse>, Status> {
         let c = auth::caller(&req)?;
         c.require_service()?;
-        let mut stream = req.into_inner();
-        let mut totals = LoadTotals::default();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            let mut tx = self.pool.begin().await.map_err(Error::from)?;
-            profiles::apply_chunk(&mut tx, &chunk, &mut totals).await?;
-            tx.commit().await.map_err(Error::from)?;
-        }
+        let totals = profiles::load_stream(&self.pool, req.into_inner()).await?;
         metrics::counter!("spoke_filtering_profiles_loaded_total")
             .increment(u64::try_from(totals.upserted).unwrap_or(0));
         Ok(Response::new(totals.into_response()))

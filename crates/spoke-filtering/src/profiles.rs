@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 
 use chrono::{DateTime, Utc};
 use spoke_match::{CompanyFields, ContactFields, company_keys, contact_keys};
@@ -85,12 +88,20 @@ impl LoadTotals {
     }
 }
 
-/// Applies one chunk (upserts, then deletes) in the caller's transaction.
-pub async fn apply_chunk(
-    conn: &mut PgConnection,
+/// A chunk turned into what the index stores: rows to upsert and profiles to delete.
+#[derive(Debug, Default)]
+pub struct PreparedChunk {
+    /// Profiles with their keys.
+    pub rows: Vec<ProfileRow>,
+    /// Profiles to delete.
+    pub deletes: Vec<(ObjectKind, String)>,
+}
+
+/// Checks a chunk and computes its match keys (no database); rejections go to `totals`.
+pub fn prepare_chunk(
     chunk: &LoadProfilesRequest,
     totals: &mut LoadTotals,
-) -> Result<()> {
+) -> Result<PreparedChunk> {
     if chunk.profiles.len() > MAX_CHUNK || chunk.deletes.len() > MAX_CHUNK {
         return Err(Error::InvalidArgument(format!(
             "profiles: a chunk carries at most {MAX_CHUNK} profiles and {MAX_CHUNK} deletes"
@@ -113,15 +124,78 @@ pub async fn apply_chunk(
     }
     // Counted as upserted even when an equal-or-newer version was already stored: reloading
     // the same file is harmless and reports the same totals.
-    store::upsert_profiles(conn, &rows).await?;
     totals.upserted += rows.len() as i64;
-    let refs: Vec<(ObjectKind, String)> = chunk
+    let deletes = chunk
         .deletes
         .iter()
         .filter_map(|d| Some((ObjectKind::from_code(d.kind)?, d.profile_id.clone())))
         .collect();
-    totals.deleted += store::delete_profiles(conn, &refs, None).await? as i64;
-    Ok(())
+    Ok(PreparedChunk { rows, deletes })
+}
+
+/// Writes a prepared chunk (upserts, then deletes) in the caller's transaction; returns how many
+/// profiles were deleted.
+pub async fn write_chunk(conn: &mut PgConnection, chunk: &PreparedChunk) -> Result<i64> {
+    store::upsert_profiles(conn, &chunk.rows).await?;
+    Ok(store::delete_profiles(conn, &chunk.deletes, None).await? as i64)
+}
+
+/// Chunks written in one transaction by [`load_stream`].
+const CHUNKS_PER_TRANSACTION: usize = 8;
+
+/// Applies a stream of `LoadProfiles` chunks: match keys of the next chunks are computed while
+/// the previous ones are written (a writer task, a small channel, so memory stays at a few
+/// chunks), up to [`CHUNKS_PER_TRANSACTION`] chunks per transaction.
+pub async fn load_stream<S>(
+    pool: &sqlx::PgPool,
+    mut chunks: S,
+) -> std::result::Result<LoadTotals, tonic::Status>
+where
+    S: futures::Stream<Item = std::result::Result<LoadProfilesRequest, tonic::Status>> + Unpin,
+{
+    use futures::StreamExt;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<PreparedChunk>(CHUNKS_PER_TRANSACTION);
+    let writer_pool = pool.clone();
+    let writer = tokio::spawn(async move {
+        let mut deleted = 0i64;
+        let mut batch = Vec::with_capacity(CHUNKS_PER_TRANSACTION);
+        while rx.recv_many(&mut batch, CHUNKS_PER_TRANSACTION).await > 0 {
+            let mut db = writer_pool.begin().await?;
+            for c in &batch {
+                deleted += write_chunk(&mut db, c).await?;
+            }
+            db.commit().await?;
+            batch.clear();
+        }
+        Ok::<i64, Error>(deleted)
+    });
+    let mut totals = LoadTotals::default();
+    let mut failure: Option<tonic::Status> = None;
+    while let Some(chunk) = chunks.next().await {
+        let prepared =
+            chunk.and_then(|c| prepare_chunk(&c, &mut totals).map_err(tonic::Status::from));
+        match prepared {
+            Ok(p) => {
+                if tx.send(p).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| tonic::Status::internal(format!("profile writer stopped: {e}")))?;
+    // A write failure explains a stopped stream better than what the reader saw afterwards.
+    totals.deleted += written.map_err(tonic::Status::from)?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(totals),
+    }
 }
 
 /// Applies `spoke.profiles.v1` events to the index.
@@ -308,8 +382,9 @@ pub fn read_csv<R: std::io::Read>(reader: R) -> Result<impl Iterator<Item = Resu
     }))
 }
 
-/// Streams a profile file (`.csv`, else NDJSON) to `LoadProfiles` in chunks of 1,000, calling
-/// `progress(lines sent)` after each chunk. Memory stays at one chunk whatever the file size.
+/// Streams a profile file (`.csv`, else NDJSON) to `LoadProfiles` in chunks of 1,000 (calls of
+/// [`PROFILES_PER_CALL`]), calling `progress(lines sent)` after each chunk. Memory stays at a few
+/// chunks whatever the file size.
 pub async fn load_file<F>(
     client: &mut spoke_proto::filtering::v1::filtering_service_client::FilteringServiceClient<
         tonic::transport::Channel,
@@ -357,24 +432,75 @@ where
         }
         Ok(())
     });
-    let mut req = tonic::Request::new(tokio_stream_from(rx));
-    let value = format!("Bearer {bearer}")
+    let value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> = format!("Bearer {bearer}")
         .parse()
         .map_err(|_| Error::InvalidArgument("bearer token is not valid header text".into()))?;
-    req.metadata_mut().insert("authorization", value);
-    let answer = client.load_profiles(req).await;
+    let rx = Arc::new(parking_lot::Mutex::new(rx));
+    let mut totals = LoadProfilesResponse::default();
+    loop {
+        let exhausted = Arc::new(AtomicBool::new(false));
+        let stream = call_stream(rx.clone(), exhausted.clone(), PROFILES_PER_CALL / MAX_CHUNK);
+        let mut req = tonic::Request::new(stream);
+        req.metadata_mut().insert("authorization", value.clone());
+        let answer = match client.load_profiles(req).await {
+            Ok(a) => a.into_inner(),
+            Err(s) => {
+                // Closing the channel stops the file reader.
+                drop(rx);
+                let _ = reader_task.await;
+                return Err(Error::Connection(format!(
+                    "LoadProfiles: {}: {}",
+                    s.code(),
+                    s.message()
+                )));
+            }
+        };
+        totals.upserted += answer.upserted;
+        totals.deleted += answer.deleted;
+        totals.rejected += answer.rejected;
+        let room = MAX_SAMPLES.saturating_sub(totals.rejection_samples.len());
+        totals
+            .rejection_samples
+            .extend(answer.rejection_samples.into_iter().take(room));
+        if exhausted.load(Ordering::Acquire) {
+            break;
+        }
+    }
     reader_task
         .await
         .map_err(|e| Error::Input(format!("file reader stopped: {e}")))??;
-    answer
-        .map(tonic::Response::into_inner)
-        .map_err(|s| Error::Connection(format!("LoadProfiles: {}: {}", s.code(), s.message())))
+    Ok(totals)
 }
 
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
+/// Profiles (and deletes) sent in one `LoadProfiles` call. The gRPC servers end every call after
+/// 60 s; at ≈ 50,000 profiles/s a call of this size ends well inside that, so a file of any size
+/// is loaded as several calls.
+pub const PROFILES_PER_CALL: usize = 200_000;
+
+/// The chunks of one call: at most `max` from the shared channel; `exhausted` is set when the
+/// channel is closed and empty (the file is fully sent).
+fn call_stream<T: Send + 'static>(
+    rx: Arc<parking_lot::Mutex<tokio::sync::mpsc::Receiver<T>>>,
+    exhausted: Arc<AtomicBool>,
+    max: usize,
 ) -> impl futures::Stream<Item = T> + Send + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    let mut sent = 0;
+    futures::stream::poll_fn(move |cx| {
+        if sent == max {
+            return Poll::Ready(None);
+        }
+        match rx.lock().poll_recv(cx) {
+            Poll::Ready(Some(chunk)) => {
+                sent += 1;
+                Poll::Ready(Some(chunk))
+            }
+            Poll::Ready(None) => {
+                exhausted.store(true, Ordering::Release);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
 }
 
 #[cfg(test)]

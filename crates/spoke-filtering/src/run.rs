@@ -372,7 +372,7 @@ impl Runner {
             HashSet::new()
         };
         let mut passing: Vec<(&CrmObject, Vec<String>)> = Vec::new();
-        let mut deals: Vec<(String, String, String, i64)> = Vec::new();
+        let mut passing_deals: Vec<&CrmObject> = Vec::new();
         for r in records {
             let view = RecordView {
                 owner_id: r.property("hubspot_owner_id"),
@@ -386,20 +386,7 @@ impl Runner {
             }
             stats.passed += 1;
             match object {
-                ObjectKind::Deals => {
-                    if let Some(company) =
-                        r.property("associatedcompanyid").filter(|c| !c.is_empty())
-                    {
-                        deals.push((
-                            r.id.clone(),
-                            company.to_owned(),
-                            r.property("hubspot_owner_id")
-                                .unwrap_or_default()
-                                .to_owned(),
-                            rank(r),
-                        ));
-                    }
-                }
+                ObjectKind::Deals => passing_deals.push(r),
                 ObjectKind::Companies => {
                     let keys = company_keys(&CompanyFields::from_hubspot(&r.properties));
                     passing.push((r, keys.keys.iter().map(|k| k.encode()).collect()));
@@ -410,6 +397,7 @@ impl Runner {
                 }
             }
         }
+        let deals = deal_companies(&ctx.portal.client, &passing_deals).await?;
         let all_keys: Vec<String> = passing
             .iter()
             .flat_map(|(_, k)| k.iter().cloned())
@@ -610,6 +598,7 @@ impl Runner {
                 &prefix,
                 &ids,
                 &names,
+                processed.contains(&ObjectKind::Companies),
             )
             .await?;
             let linked = store::deals_linked(&mut tx, ctx.org, claimed.attempt_id).await?;
@@ -826,15 +815,68 @@ fn base_properties(object: ObjectKind) -> Vec<String> {
             "hs_email_optout",
             "createdate",
         ],
-        ObjectKind::Deals => &[
-            "dealname",
-            "hubspot_owner_id",
-            "createdate",
-            "associatedcompanyid",
-            "dealstage",
-        ],
+        ObjectKind::Deals => &["dealname", "hubspot_owner_id", "createdate", "dealstage"],
     };
     names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The companies of deals, read with HubSpot's associations batch read (1,000 deals a call): one
+/// row per (deal, company); `linked` marks the company the deal is linked through — its primary
+/// company (type 5), else the lowest company id.
+async fn deal_companies(
+    client: &spoke_hubspot::PortalClient,
+    deals: &[&CrmObject],
+) -> Result<Vec<store::AttemptDeal>> {
+    let mut out = Vec::new();
+    for chunk in deals.chunks(spoke_hubspot::ASSOCIATIONS_READ_LIMIT) {
+        let ids: Vec<String> = chunk.iter().map(|d| d.id.clone()).collect();
+        let read = client
+            .associations_batch_read(ObjectType::Deals, ObjectType::Companies, &ids)
+            .await?;
+        if let Some(e) = read.errors.first() {
+            return Err(Error::HubSpotPartial(format!(
+                "reading the companies of deals {} failed: {} ({})",
+                e.context
+                    .get("fromObjectId")
+                    .map(|ids| ids.join(", "))
+                    .unwrap_or_default(),
+                e.message,
+                e.category.as_deref().unwrap_or("no category")
+            )));
+        }
+        let by_deal: HashMap<&str, &spoke_hubspot::RecordAssociations> = read
+            .results
+            .iter()
+            .map(|r| (r.from_id.as_str(), r))
+            .collect();
+        for d in chunk {
+            let Some(assoc) = by_deal.get(d.id.as_str()) else {
+                continue;
+            };
+            let linked = assoc
+                .to
+                .iter()
+                .find(|c| c.has_type(spoke_hubspot::type_ids::DEAL_TO_COMPANY_PRIMARY))
+                .or_else(|| {
+                    assoc
+                        .to
+                        .iter()
+                        .min_by_key(|c| (c.to_object_id.len(), c.to_object_id.as_str()))
+                })
+                .map(|c| c.to_object_id.as_str());
+            let owner = d.property("hubspot_owner_id").unwrap_or_default();
+            for c in &assoc.to {
+                out.push(store::AttemptDeal {
+                    deal_id: d.id.clone(),
+                    company_id: c.to_object_id.clone(),
+                    owner_id: owner.to_owned(),
+                    rank: rank(d),
+                    linked: Some(c.to_object_id.as_str()) == linked,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn created_at(r: &CrmObject) -> Option<DateTime<Utc>> {

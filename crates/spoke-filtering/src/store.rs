@@ -43,7 +43,7 @@ pub async fn upsert_profiles(conn: &mut PgConnection, rows: &[ProfileRow]) -> Re
          SELECT * FROM UNNEST($1::smallint[], $2::text[], $3::timestamptz[]) \
          ON CONFLICT (kind, profile_id) DO UPDATE SET updated_at = EXCLUDED.updated_at \
          WHERE profiles.updated_at <= EXCLUDED.updated_at \
-         RETURNING kind, profile_id",
+         RETURNING kind, profile_id, (xmax = 0) AS inserted",
     )
     .bind(&kinds)
     .bind(&ids)
@@ -59,6 +59,7 @@ pub async fn upsert_profiles(conn: &mut PgConnection, rows: &[ProfileRow]) -> Re
     for row in &changed {
         let kind: i16 = row.get(0);
         let id: String = row.get(1);
+        let inserted: bool = row.get(2);
         if let Some(p) = last.get(&(kind, id.as_str())) {
             for k in &p.keys {
                 key_vals.push(k.as_str());
@@ -66,10 +67,14 @@ pub async fn upsert_profiles(conn: &mut PgConnection, rows: &[ProfileRow]) -> Re
                 key_ids.push(p.profile_id.as_str());
             }
         }
-        del_kinds.push(kind);
-        del_ids.push(id);
+        // A profile new to the index has no keys to replace.
+        if !inserted {
+            del_kinds.push(kind);
+            del_ids.push(id);
+        }
     }
-    sqlx::query(
+    if !del_ids.is_empty() {
+        sqlx::query(
         "DELETE FROM profile_keys k USING UNNEST($1::smallint[], $2::text[]) AS d(kind, profile_id) \
          WHERE k.kind = d.kind AND k.profile_id = d.profile_id",
     )
@@ -77,6 +82,7 @@ pub async fn upsert_profiles(conn: &mut PgConnection, rows: &[ProfileRow]) -> Re
     .bind(&del_ids)
     .execute(&mut *conn)
     .await?;
+    }
     sqlx::query(
         "INSERT INTO profile_keys (key, kind, profile_id) \
          SELECT * FROM UNNEST($1::text[], $2::smallint[], $3::text[]) ON CONFLICT DO NOTHING",
@@ -718,28 +724,46 @@ pub async fn upsert_matches(
         .collect())
 }
 
-/// Records the deals of an attempt that passed the deal filters and have a company.
+/// A deal of an attempt that passed the deal filters, with one of its companies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptDeal {
+    /// Deal id.
+    pub deal_id: String,
+    /// One associated company.
+    pub company_id: String,
+    /// The deal's owner.
+    pub owner_id: String,
+    /// The deal's rank (create time in ms).
+    pub rank: i64,
+    /// Whether the deal is linked to company profiles through this company (one per deal).
+    pub linked: bool,
+}
+
+/// Records the deals of an attempt that passed the deal filters, one row per associated company.
 pub async fn insert_attempt_deals(
     conn: &mut PgConnection,
     attempt: Uuid,
-    deals: &[(String, String, String, i64)],
+    deals: &[AttemptDeal],
 ) -> Result<()> {
     if deals.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = deals.iter().map(|d| d.0.as_str()).collect();
-    let companies: Vec<&str> = deals.iter().map(|d| d.1.as_str()).collect();
-    let owners: Vec<&str> = deals.iter().map(|d| d.2.as_str()).collect();
-    let ranks: Vec<i64> = deals.iter().map(|d| d.3).collect();
+    let ids: Vec<&str> = deals.iter().map(|d| d.deal_id.as_str()).collect();
+    let companies: Vec<&str> = deals.iter().map(|d| d.company_id.as_str()).collect();
+    let owners: Vec<&str> = deals.iter().map(|d| d.owner_id.as_str()).collect();
+    let ranks: Vec<i64> = deals.iter().map(|d| d.rank).collect();
+    let linked: Vec<bool> = deals.iter().map(|d| d.linked).collect();
     sqlx::query(
-        "INSERT INTO attempt_deals (attempt_id, deal_id, company_id, owner_id, rank) \
-         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[]) ON CONFLICT DO NOTHING",
+        "INSERT INTO attempt_deals (attempt_id, deal_id, company_id, owner_id, rank, linked) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bool[]) \
+         ON CONFLICT DO NOTHING",
     )
     .bind(attempt)
     .bind(&ids)
     .bind(&companies)
     .bind(&owners)
     .bind(&ranks)
+    .bind(&linked)
     .execute(conn)
     .await?;
     Ok(())
@@ -763,6 +787,10 @@ pub async fn companies_with_deals(
 
 /// Links the attempt's deals to company profiles through the company matches: one deal match per
 /// company profile, its deals collapsed (oldest first). Returns the new matches.
+///
+/// The company matches are unnested once and hash-joined with the deals by company id (a GIN
+/// `@>` probe per deal was a nested loop: minutes at 500,000 deals). When this attempt matched
+/// companies, only its own company matches count (older ones are about to be removed as stale).
 #[allow(clippy::too_many_arguments)]
 pub async fn link_deals(
     conn: &mut PgConnection,
@@ -772,6 +800,7 @@ pub async fn link_deals(
     url_prefix: &str,
     owner_ids: &[String],
     owner_names: &[String],
+    companies_this_attempt: bool,
 ) -> Result<Vec<Change>> {
     let rows = sqlx::query(
         "INSERT INTO matches AS m (org_id, object, profile_id, hubspot_id, hubspot_rank, collapsed_ids, owner_id, \
@@ -780,9 +809,10 @@ pub async fn link_deals(
            $4 || g.ids[1], 'company', $2, $3 \
          FROM (SELECT c.profile_id, array_agg(d.deal_id ORDER BY d.rank, d.deal_id) AS ids, \
                  array_agg(d.owner_id ORDER BY d.rank, d.deal_id) AS owners, min(d.rank) AS rank \
-               FROM attempt_deals d JOIN matches c ON c.org_id = $1 AND c.object = 1 \
-                 AND c.collapsed_ids @> ARRAY[d.company_id] \
-               WHERE d.attempt_id = $3 GROUP BY c.profile_id) g \
+               FROM attempt_deals d JOIN (SELECT unnest(collapsed_ids) AS company_id, profile_id \
+                   FROM matches WHERE org_id = $1 AND object = 1 AND (NOT $7 OR attempt_id = $3)) c \
+                 ON c.company_id = d.company_id \
+               WHERE d.attempt_id = $3 AND d.linked GROUP BY c.profile_id) g \
          LEFT JOIN UNNEST($5::text[], $6::text[]) AS o(id, name) ON o.id = g.owners[1] \
          ON CONFLICT (org_id, object, profile_id) DO UPDATE SET hubspot_id = EXCLUDED.hubspot_id, \
            hubspot_rank = EXCLUDED.hubspot_rank, collapsed_ids = EXCLUDED.collapsed_ids, \
@@ -797,6 +827,7 @@ pub async fn link_deals(
     .bind(url_prefix)
     .bind(owner_ids)
     .bind(owner_names)
+    .bind(companies_this_attempt)
     .fetch_all(conn)
     .await?;
     Ok(rows

@@ -27,9 +27,7 @@ fn seed() -> Seed {
             {"id": "501", "email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace", "userId": 9001},
             {"id": "502", "email": "bob@example.com", "firstName": "Bob", "lastName": "Builder", "userId": 9002}
         ],
-        "users": [{"id": "9001", "email": "ada@example.com", "superAdmin": true, "ownerId": "501"}],
-        "properties": {"deals": [{"name": "associatedcompanyid", "label": "Primary Associated Company ID",
-            "type": "number", "fieldType": "number"}]}
+        "users": [{"id": "9001", "email": "ada@example.com", "superAdmin": true, "ownerId": "501"}]
     }]}))
     .expect("seed")
 }
@@ -204,23 +202,30 @@ async fn seed_records(env: &Env) -> Vec<String> {
             rec(&[("email", "nobody@nowhere.org")]),
         ],
     );
-    env.insert(
+    // Deals know their companies only through HubSpot associations (v4), as in a real portal.
+    let deals = env.insert(
         "deals",
         vec![
-            rec(&[
-                ("dealname", "Acme renewal"),
-                ("associatedcompanyid", &companies[0]),
-            ]),
-            rec(&[
-                ("dealname", "Acme upsell"),
-                ("associatedcompanyid", &companies[1]),
-            ]),
-            rec(&[
-                ("dealname", "Initech pilot"),
-                ("associatedcompanyid", &companies[3]),
-            ]),
+            rec(&[("dealname", "Acme renewal")]),
+            rec(&[("dealname", "Acme upsell")]),
+            rec(&[("dealname", "Initech pilot")]),
         ],
     );
+    let pair = |d: usize, c: usize| (deals[d].clone(), companies[c].clone());
+    let control = env.sandbox.control();
+    // "Acme renewal": primary company Acme, also (unlabeled) Globex; it links through Acme only.
+    control
+        .associate_records(PORTAL, "deals", "companies", &[pair(0, 0)], Some(5))
+        .expect("primary association");
+    control
+        .associate_records(
+            PORTAL,
+            "deals",
+            "companies",
+            &[pair(0, 2), pair(1, 1), pair(2, 3)],
+            None,
+        )
+        .expect("unlabeled associations");
     companies
 }
 

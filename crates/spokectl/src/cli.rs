@@ -159,6 +159,12 @@ pub enum Command {
     /// Provider profiles (the index filtering matches against).
     #[command(subcommand)]
     Profiles(ProfilesCmd),
+    /// CRM writeback of activities: settings and activity log.
+    #[command(subcommand)]
+    Writeback(crate::writeback::WritebackCmd),
+    /// Data sharing: toggles, contract opt-out, contributions.
+    #[command(subcommand)]
+    Sharing(crate::sharing::SharingCmd),
 }
 
 /// Benchmarks.

@@ -13,6 +13,8 @@ mod export;
 mod filtering;
 mod output;
 mod profiles;
+mod sharing;
+mod writeback;
 
 use clap::Parser;
 

@@ -9,10 +9,11 @@ use spoke_platform::kafka::{
     ConsumerSpec, EventHandler, HandlerError, InboundEvent, Outbox, topics,
 };
 use spoke_platform::service::ServiceHost;
-use spoke_proto::common::v1::RecordOutcome;
+use spoke_proto::common::v1::{CheckDecision, RecordCheck, RecordOutcome};
 use spoke_proto::events::v1::connection_event::Kind;
 use spoke_proto::events::v1::{
-    ConnectionEvent, ExportCheckedBatch, ExportCheckedRecord, ExportRequestBatch, ExportResultBatch,
+    ConnectionEvent, ExportCheckedBatch, ExportCheckedRecord, ExportRequestBatch,
+    ExportRequestRecord, ExportResultBatch,
 };
 use sqlx::PgConnection;
 use tracing::Instrument;
@@ -63,6 +64,23 @@ fn handler_error(e: Error) -> HandlerError {
     }
 }
 
+/// A FAILED check per record, with the reason, for a batch that cannot be checked.
+fn failed_checks(records: &[ExportRequestRecord], e: &Error) -> Vec<RecordCheck> {
+    records
+        .iter()
+        .map(|r| RecordCheck {
+            record_id: r
+                .record
+                .as_ref()
+                .map(|rec| rec.record_id.clone())
+                .unwrap_or_default(),
+            decision: CheckDecision::Failed as i32,
+            reason: format!("not checked for duplicates, so not written: {e}"),
+            ..RecordCheck::default()
+        })
+        .collect()
+}
+
 /// Checks request batches and publishes the checked batch in the same transaction.
 struct RequestsHandler {
     deps: Deps,
@@ -102,11 +120,16 @@ impl EventHandler for RequestsHandler {
                 .policy(&header.org_id, object, Some(header.config_version))
                 .await
                 .map_err(handler_error)?;
-            let checks = self
+            // The check's own writes (reservations) live in a savepoint: a check that fails for
+            // good leaves none of them behind.
+            let mut savepoint = sqlx::Connection::begin(&mut *tx)
+                .await
+                .map_err(|e| handler_error(e.into()))?;
+            let checked = self
                 .deps
                 .checker
                 .check(
-                    tx,
+                    &mut savepoint,
                     self.deps.portals.as_ref(),
                     Batch {
                         org: &header.org_id,
@@ -120,8 +143,28 @@ impl EventHandler for RequestsHandler {
                         resolution: batch.resolution,
                     },
                 )
-                .await
-                .map_err(handler_error)?;
+                .await;
+            let checks = match checked {
+                Ok(checks) => {
+                    savepoint
+                        .commit()
+                        .await
+                        .map_err(|e| handler_error(e.into()))?;
+                    checks
+                }
+                // Retrying cannot help (HubSpot's daily limit, a connection to reconnect): the
+                // records fail with the reason instead of the batch going to the DLQ, where its
+                // job would wait for them forever.
+                Err(e @ (Error::HubSpot(_) | Error::FailedPrecondition(_))) => {
+                    savepoint
+                        .rollback()
+                        .await
+                        .map_err(|e| handler_error(e.into()))?;
+                    tracing::warn!(error = %e, "batch could not be checked; its records fail");
+                    failed_checks(&batch.records, &e)
+                }
+                Err(e) => return Err(handler_error(e)),
+            };
             for check in &checks {
                 store::save_check(
                     tx,

@@ -244,6 +244,7 @@ pub fn decision_name(decision: CheckDecision) -> &'static str {
         CheckDecision::CreateDuplicate => "create_duplicate",
         CheckDecision::Skip => "skip",
         CheckDecision::NeedsReview => "needs_review",
+        CheckDecision::Failed => "failed",
     }
 }
 

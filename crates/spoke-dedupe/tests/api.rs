@@ -858,6 +858,62 @@ async fn redelivery_is_idempotent_and_delete_purges_the_index() {
     env.stop().await;
 }
 
+/// A batch HubSpot refuses for good (the daily limit) is not dead-lettered, where its export
+/// job would wait for it forever: each record comes back FAILED with the reason, and the check
+/// leaves no create reservation behind.
+#[tokio::test]
+async fn a_batch_hubspot_refuses_for_good_fails_its_records_with_the_reason() {
+    let env = start(Duration::ZERO).await;
+    env.sandbox
+        .control()
+        .add_fault(spoke_sandbox::FaultRule::always(
+            "/crm/v3/objects/contacts/*",
+            spoke_sandbox::FaultKind::RateLimit {
+                policy_name: "DAILY".into(),
+            },
+        ));
+    let contact = ObjectType::Contacts;
+    env.request(
+        "job-daily",
+        contact,
+        vec![
+            (
+                profile("d1", contact, &[("email", "one@daily.example")]),
+                DuplicateAction::Unspecified,
+            ),
+            (
+                profile(
+                    "d2",
+                    contact,
+                    &[
+                        ("firstname", "Dana"),
+                        ("lastname", "Daily"),
+                        ("company", "Daily Inc"),
+                    ],
+                ),
+                DuplicateAction::Unspecified,
+            ),
+        ],
+    )
+    .await;
+    let checks = env.checked("job-daily").await;
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    for c in &checks {
+        assert_eq!(c.decision, CheckDecision::Failed as i32, "{c:?}");
+        assert!(
+            c.reason.contains("not checked for duplicates") && c.reason.contains("DAILY"),
+            "{c:?}"
+        );
+    }
+    assert_eq!(
+        env.sql_count("SELECT count(*) FROM dedupe.pending_creates")
+            .await,
+        0,
+        "no reservation of the failed check is kept"
+    );
+    env.stop().await;
+}
+
 #[tokio::test]
 async fn serves_health_readiness_metrics_and_authenticates_calls() {
     let env = start(Duration::ZERO).await;

@@ -383,10 +383,13 @@ fn replay(job: JobRow, hash: &[u8]) -> Result<(JobRow, bool)> {
 /// Loads a job the actor may see.
 pub async fn get(pool: &PgPool, actor: &Actor, job_id: &str) -> Result<JobRow> {
     let id = parse_job_id(job_id)?;
-    let job = store::job(pool, id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("export job {job_id} not found")))?;
-    // Another org's job is reported as denied, never as existing or missing.
+    let missing = || Error::NotFound(format!("export job {id} not found"));
+    let job = store::job(pool, id).await?.ok_or_else(missing)?;
+    // Another org's job answers exactly as a missing one, so its existence is never revealed;
+    // within the org, a user asking for another user's job is denied.
+    if job.org_id != actor.org {
+        return Err(missing());
+    }
     actor.check_job(&job)?;
     Ok(job)
 }
@@ -511,6 +514,15 @@ pub async fn apply_checked(conn: &mut PgConnection, batch: &ExportCheckedBatch) 
                 RecordOutcome::Skipped as i32,
                 if check.reason.is_empty() {
                     "skipped: a duplicate exists".to_string()
+                } else {
+                    check.reason.clone()
+                },
+            ),
+            CheckDecision::Failed => (
+                phase::DONE,
+                RecordOutcome::Failed as i32,
+                if check.reason.is_empty() {
+                    "the duplicate check failed for this record; export it again".to_string()
                 } else {
                     check.reason.clone()
                 },

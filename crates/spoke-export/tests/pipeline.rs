@@ -449,7 +449,8 @@ async fn create_export_is_idempotent_and_validates_records_and_rules() {
         "duplicate creation is off by default: {err:?}"
     );
 
-    // Who sees what: another user of the org is denied, an admin sees it, another org is denied.
+    // Who sees what: another user of the org is denied, an admin sees it, another org gets the
+    // answer of a missing job (existence is not revealed).
     let err = client
         .get_export(authed(
             GetExportRequest {
@@ -478,10 +479,9 @@ async fn create_export_is_idempotent_and_validates_records_and_rules() {
         "authorization",
         format!("Bearer {token}").parse().expect("md"),
     );
-    assert_eq!(
-        client.get_export(other).await.unwrap_err().code(),
-        tonic::Code::PermissionDenied
-    );
+    let err = client.get_export(other).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    assert_eq!(err.message(), format!("export job {job_id} not found"));
     // A service must name the user it exports for.
     let err = client
         .create_export(authed_as(

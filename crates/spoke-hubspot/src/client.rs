@@ -208,9 +208,13 @@ impl HubSpotClient {
                 Err(e) => e,
             };
             if let (Some(p), Some(rejected), Error::Api(api)) = (portal, token.as_ref(), &err)
-                && api.is_expired_authentication()
+                && (api.is_expired_authentication()
+                    || api.category.as_deref() == Some("INVALID_AUTHENTICATION"))
                 && !refreshed
             {
+                // Expired or not, a rejected access token gets one refresh: when the authorisation
+                // was revoked, the refresh is what tells the token's owner (the connection then
+                // needs re-auth) instead of every caller failing on 401 with the owner unaware.
                 // Exactly one refresh per call: a second 401 means refreshing does not help.
                 refreshed = true;
                 tracing::info!("access token expired; refreshing once");

@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 /// Supplies access tokens for one portal.
 ///
 /// The client calls [`TokenSource::access_token`] before each request and, when HubSpot answers
-/// 401 `EXPIRED_AUTHENTICATION`, calls [`TokenSource::refresh`] exactly once with the rejected token
+/// 401 (`EXPIRED_AUTHENTICATION`, or `INVALID_AUTHENTICATION` for a revoked authorisation), calls
+/// [`TokenSource::refresh`] exactly once with the rejected token
 /// and retries with the result. Implementations should be single-flight: when several requests see the
 /// same expired token, one refresh serves them all (compare `rejected` with the current token).
 #[async_trait]

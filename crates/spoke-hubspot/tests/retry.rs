@@ -190,14 +190,17 @@ async fn expired_token_is_refreshed_exactly_once() {
     assert!(!err.to_string().contains("token\":"), "{err}");
     assert!(!err.to_string().contains("new-token") && !err.to_string().contains("old-token"));
 
-    // Invalid (not expired) authentication is not refreshed.
-    let server = Scripted::start(vec![Reply::json(
-        401,
-        &err_body(
-            "INVALID_AUTHENTICATION",
-            "Authentication credentials not found.",
-        ),
-    )])
+    // Invalid (not expired) authentication is refreshed once too: for a revoked authorisation
+    // the refresh is what makes the token's owner learn of it. Still no loop.
+    let invalid = err_body(
+        "INVALID_AUTHENTICATION",
+        "Authentication credentials not valid: the OAuth token is unknown or was revoked.",
+    );
+    let server = Scripted::start(vec![
+        Reply::json(401, &invalid),
+        Reply::json(401, &invalid),
+        Reply::json(200, ACCOUNT),
+    ])
     .await;
     let tokens = Arc::new(SwappingToken::new("old-token", "new-token"));
     let portal = client(
@@ -210,7 +213,8 @@ async fn expired_token_is_refreshed_exactly_once() {
         portal.account_details().await.unwrap_err().status(),
         Some(401)
     );
-    assert_eq!(*tokens.refreshes.lock().unwrap(), 0);
+    assert_eq!(server.seen().len(), 2);
+    assert_eq!(*tokens.refreshes.lock().unwrap(), 1);
 }
 
 #[tokio::test]

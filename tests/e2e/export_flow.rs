@@ -280,6 +280,127 @@ async fn spokectl_exports_overlapping_profiles_without_duplicates() {
         "{counts}"
     );
 
+    // The admin's configuration commands: mapping show → edit → test → set (a stale file is
+    // refused), export preferences, filter settings and the off-hours schedule.
+    let shown = json(&services, &["mapping", "show", "companies"]);
+    let version = shown["version"].as_i64().unwrap();
+    let mut edited = shown.clone();
+    let rows = edited["rows"].as_array_mut().unwrap();
+    let phone = rows
+        .iter_mut()
+        .find(|r| r["target"] == "phone")
+        .unwrap_or_else(|| panic!("the default company mapping maps phone: {shown}"));
+    phone["update_mode"] = "overwrite".into();
+    let mapping_file = dir.join("companies-mapping.json");
+    std::fs::write(&mapping_file, edited.to_string()).unwrap();
+    let mapping_arg = mapping_file.display().to_string();
+    let tested = json(&services, &["mapping", "test", "companies", &mapping_arg]);
+    assert_eq!(tested["success"], true, "{tested}");
+    assert!(
+        tested["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["target"] == "name" && f["status"] == "ok"),
+        "{tested}"
+    );
+    let saved = json(&services, &["mapping", "set", "companies", &mapping_arg]);
+    assert!(saved["version"].as_i64().unwrap() > version, "{saved}");
+    let phone_mode = |m: &serde_json::Value| {
+        m["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["target"] == "phone")
+            .map(|r| r["update_mode"].clone())
+    };
+    assert_eq!(phone_mode(&saved), Some("overwrite".into()), "{saved}");
+    let (success, _, err) = spokectl(
+        &services,
+        ADMIN,
+        &["mapping", "set", "companies", &mapping_arg],
+    )
+    .unwrap();
+    assert!(
+        !success && err.contains("Aborted"),
+        "a file shown before the last save is refused: {err}"
+    );
+    let prefs = json(
+        &services,
+        &[
+            "prefs",
+            "set",
+            "--object",
+            "contacts",
+            "--max-per-export",
+            "5000",
+            "--default-action",
+            "skip",
+            "--user-options",
+            "update,skip",
+        ],
+    );
+    let contacts_prefs = prefs
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["object"] == "contacts"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{prefs}"));
+    assert_eq!(contacts_prefs["max_per_export"], 5000, "{prefs}");
+    assert_eq!(contacts_prefs["default_action"], "skip", "{prefs}");
+    let (success, _, err) = spokectl(
+        &services,
+        ADMIN,
+        &[
+            "prefs",
+            "set",
+            "--object",
+            "contacts",
+            "--max-per-export",
+            "0",
+        ],
+    )
+    .unwrap();
+    assert!(
+        !success && err.contains("InvalidArgument") && err.contains("max_per_export"),
+        "{err}"
+    );
+    let filters = json(
+        &services,
+        &[
+            "filtering",
+            "settings",
+            "--object",
+            "contacts",
+            "--exclude-email-opt-outs",
+            "true",
+        ],
+    );
+    assert!(
+        filters["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["object"] == "contacts" && o["exclude_email_opt_outs"] == true),
+        "{filters}"
+    );
+    // The next run is only planned while filtering is on for some object.
+    ok(&services, &["filtering", "enable", "contacts"]);
+    let schedule = json(
+        &services,
+        &["filtering", "schedule", "weekly", "--weekday", "tuesday"],
+    );
+    assert_eq!(schedule["frequency"], "weekly", "{schedule}");
+    assert_eq!(schedule["on"], "tuesday", "{schedule}");
+    assert_ne!(schedule["next_run_at"], "-", "{schedule}");
+    // A user (not an admin) cannot change the mapping.
+    let (success, _, err) = spokectl(
+        &services,
+        ("org-flow", "seller-1", "seller-1@example.com", "user"),
+        &["mapping", "reset", "companies"],
+    )
+    .unwrap();
+    assert!(!success && err.contains("PermissionDenied"), "{err}");
+
     let list = json(&services, &["export", "list"]);
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
 

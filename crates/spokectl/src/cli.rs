@@ -153,6 +153,12 @@ pub enum Command {
     /// HubSpot filtering: enable, run, stats, matches.
     #[command(subcommand)]
     Filtering(FilteringCmd),
+    /// Field mapping of companies and contacts (admin).
+    #[command(subcommand)]
+    Mapping(crate::settings::MappingCmd),
+    /// Export preferences and duplicate settings (admin).
+    #[command(subcommand)]
+    Prefs(crate::settings::PrefsCmd),
     /// Benchmarks against the running cluster; each prints one JSON document.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -227,6 +233,48 @@ pub enum FilteringCmd {
         #[arg(long)]
         wait: bool,
     },
+    /// Show the filter settings, or change one object's filters (options not given are kept).
+    Settings {
+        /// The object to change (companies, contacts or deals); without it, show.
+        #[arg(long, value_enum)]
+        object: Option<FilterObjectArg>,
+        /// Only records of these HubSpot owner ids (at most 10; empty: no owner filter).
+        #[arg(long, value_delimiter = ',', num_args = 0.., conflicts_with = "exclude_owners")]
+        include_owners: Option<Vec<String>>,
+        /// All records except those of these HubSpot owner ids (at most 10).
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        exclude_owners: Option<Vec<String>>,
+        /// Companies: only these company types (e.g. PROSPECT,PARTNER).
+        #[arg(long, value_delimiter = ',', num_args = 0.., conflicts_with = "exclude_company_types")]
+        include_company_types: Option<Vec<String>>,
+        /// Companies: all company types except these.
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        exclude_company_types: Option<Vec<String>>,
+        /// Only records with deals.
+        #[arg(long)]
+        require_deals: Option<bool>,
+        /// Contacts: leave out contacts who opted out of email.
+        #[arg(long)]
+        exclude_email_opt_outs: Option<bool>,
+        /// Deals: created within 6m, 1y or 2y.
+        #[arg(long, value_enum)]
+        deals_created_within: Option<DealWindowArg>,
+        /// Email alerts on failed runs, re-auth and limits.
+        #[arg(long)]
+        email_alerts: Option<bool>,
+    },
+    /// Show the run schedule, or set it (weekly on a weekday, or monthly on a day).
+    Schedule {
+        /// weekly or monthly; without it, show.
+        #[arg(value_enum)]
+        frequency: Option<FrequencyArg>,
+        /// Weekly: the weekday (monday..sunday).
+        #[arg(long, value_enum)]
+        weekday: Option<WeekdayArg>,
+        /// Monthly: the day of the month (1..=28).
+        #[arg(long)]
+        day: Option<i32>,
+    },
     /// Status, match rate, linked profiles, last and next match per object.
     Stats,
     /// Matched records.
@@ -263,6 +311,53 @@ pub enum ProfilesCmd {
         /// The file.
         file: std::path::PathBuf,
     },
+}
+
+/// Object of filter settings.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterObjectArg {
+    /// HubSpot companies.
+    Companies,
+    /// HubSpot contacts.
+    Contacts,
+    /// HubSpot deals.
+    Deals,
+}
+
+/// How far back deals are imported.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DealWindowArg {
+    /// Created in the past 6 months.
+    #[value(name = "6m")]
+    SixMonths,
+    /// Created in the past year.
+    #[value(name = "1y")]
+    OneYear,
+    /// Created in the past 2 years.
+    #[value(name = "2y")]
+    TwoYears,
+}
+
+/// Run frequency.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrequencyArg {
+    /// Every week on the same weekday.
+    Weekly,
+    /// Every month on the same day.
+    Monthly,
+}
+
+/// Day of the week.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum WeekdayArg {
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
 }
 
 /// Object of an export or generator.

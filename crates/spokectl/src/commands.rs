@@ -71,6 +71,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Users(cmd) => users(&ctx, cmd).await,
         Command::Filtering(cmd) => crate::filtering::run(&ctx, cmd).await,
         Command::Bench(cmd) => crate::bench::run(&ctx, cmd).await,
+        Command::Mapping(cmd) => crate::settings::mapping(&ctx, cmd).await,
+        Command::Prefs(cmd) => crate::settings::prefs(&ctx, cmd).await,
         Command::Writeback(cmd) => crate::writeback::run(&ctx, cmd).await,
         Command::Sharing(cmd) => crate::sharing::run(&ctx, cmd).await,
         Command::Profiles(crate::cli::ProfilesCmd::Load { file }) => {

@@ -7,11 +7,15 @@ use serde_json::json;
 use spoke_proto::common::v1::{FilteringRunState, ObjectType};
 use spoke_proto::filtering::v1::filtering_service_client::FilteringServiceClient;
 use spoke_proto::filtering::v1::{
-    FilteringRun, GetRunRequest, GetStatsRequest, ListMatchesRequest, RunNowRequest,
-    SetFilteringEnabledRequest,
+    DealCreatedWindow, FilterMode, FilterSettings, FilteringRun, Frequency,
+    GetFilterSettingsRequest, GetRunRequest, GetScheduleRequest, GetStatsRequest,
+    ListMatchesRequest, ObjectFilterSettingsUpdate, RunNowRequest, SaveFilterSettingsRequest,
+    SaveScheduleRequest, Schedule, SetFilteringEnabledRequest, StringList, ValueFilter, Weekday,
 };
 
-use crate::cli::{FilteringCmd, ObjectArg, OutputFormat};
+use crate::cli::{
+    DealWindowArg, FilterObjectArg, FilteringCmd, FrequencyArg, ObjectArg, OutputFormat, WeekdayArg,
+};
 use crate::context::Context;
 use crate::output;
 
@@ -121,6 +125,12 @@ pub async fn run(ctx: &Context, cmd: FilteringCmd) -> anyhow::Result<()> {
             };
             print_run(ctx, &run)
         }
+        cmd @ FilteringCmd::Settings { .. } => settings(ctx, cmd).await,
+        FilteringCmd::Schedule {
+            frequency,
+            weekday,
+            day,
+        } => schedule(ctx, frequency, weekday, day).await,
         FilteringCmd::Stats => stats(ctx).await,
         FilteringCmd::Matches { object, limit } => matches(ctx, object, limit).await,
     }
@@ -360,6 +370,257 @@ pub async fn load_profiles(ctx: &Context, path: &std::path::Path) -> anyhow::Res
         }
     }
     Ok(())
+}
+
+/// A value filter from include/exclude lists: `None` keeps the current filter.
+fn value_filter(include: Option<Vec<String>>, exclude: Option<Vec<String>>) -> Option<ValueFilter> {
+    let clean = |v: Vec<String>| -> Vec<String> {
+        v.into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    match (include, exclude) {
+        (Some(v), _) => Some(ValueFilter {
+            mode: FilterMode::Include as i32,
+            values: clean(v),
+        }),
+        (None, Some(v)) => Some(ValueFilter {
+            mode: FilterMode::Exclude as i32,
+            values: clean(v),
+        }),
+        (None, None) => None,
+    }
+}
+
+fn describe_filter(f: &Option<ValueFilter>) -> String {
+    match f {
+        Some(f) if !f.values.is_empty() => format!(
+            "{} {}",
+            if f.mode == FilterMode::Exclude as i32 {
+                "exclude"
+            } else {
+                "include"
+            },
+            f.values.join(",")
+        ),
+        _ => "-".into(),
+    }
+}
+
+fn window_name(w: i32) -> &'static str {
+    match DealCreatedWindow::try_from(w) {
+        Ok(DealCreatedWindow::SixMonths) => "6m",
+        Ok(DealCreatedWindow::OneYear) => "1y",
+        Ok(DealCreatedWindow::TwoYears) => "2y",
+        _ => "-",
+    }
+}
+
+async fn settings(ctx: &Context, cmd: FilteringCmd) -> anyhow::Result<()> {
+    let FilteringCmd::Settings {
+        object,
+        include_owners,
+        exclude_owners,
+        include_company_types,
+        exclude_company_types,
+        require_deals,
+        exclude_email_opt_outs,
+        deals_created_within,
+        email_alerts,
+    } = cmd
+    else {
+        unreachable!("called with FilteringCmd::Settings only")
+    };
+    let mut c = client(ctx)?;
+    let owners = value_filter(include_owners, exclude_owners);
+    let company_types = value_filter(include_company_types, exclude_company_types);
+    let changes_object = owners.is_some()
+        || company_types.is_some()
+        || require_deals.is_some()
+        || exclude_email_opt_outs.is_some()
+        || deals_created_within.is_some();
+    let (settings, locked) = if changes_object || email_alerts.is_some() {
+        let updates = match object {
+            Some(o) => vec![ObjectFilterSettingsUpdate {
+                object: match o {
+                    FilterObjectArg::Companies => ObjectType::Companies,
+                    FilterObjectArg::Contacts => ObjectType::Contacts,
+                    FilterObjectArg::Deals => ObjectType::Deals,
+                } as i32,
+                owners,
+                company_types,
+                deal_created_window: deals_created_within.map(|w| {
+                    let window = match w {
+                        DealWindowArg::SixMonths => DealCreatedWindow::SixMonths,
+                        DealWindowArg::OneYear => DealCreatedWindow::OneYear,
+                        DealWindowArg::TwoYears => DealCreatedWindow::TwoYears,
+                    };
+                    window as i32
+                }),
+                require_deals,
+                exclude_email_opt_outs,
+                contact_list_ids: None::<StringList>,
+            }],
+            None if changes_object => {
+                anyhow::bail!("--object is required to change an object's filters")
+            }
+            None => vec![],
+        };
+        let s = c
+            .save_filter_settings(ctx.request(SaveFilterSettingsRequest {
+                updates,
+                email_alerts,
+            })?)
+            .await?
+            .into_inner()
+            .settings
+            .unwrap_or_default();
+        (s, false)
+    } else {
+        let r = c
+            .get_filter_settings(ctx.request(GetFilterSettingsRequest {})?)
+            .await?
+            .into_inner();
+        (r.settings.unwrap_or_default(), r.locked_by_advanced_sync)
+    };
+    print_settings(ctx, &settings, locked)
+}
+
+fn print_settings(ctx: &Context, s: &FilterSettings, locked: bool) -> anyhow::Result<()> {
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let rows: Vec<Vec<String>> = s
+        .objects
+        .iter()
+        .map(|o| {
+            vec![
+                object_name(o.object),
+                if o.enabled { "on" } else { "off" }.into(),
+                describe_filter(&o.owners),
+                describe_filter(&o.company_types),
+                yes(o.require_deals),
+                yes(o.exclude_email_opt_outs),
+                window_name(o.deal_created_window).into(),
+            ]
+        })
+        .collect();
+    let json = json!({
+        "email_alerts": s.email_alerts,
+        "locked_by_advanced_sync": locked,
+        "objects": s.objects.iter().map(|o| json!({
+            "object": object_name(o.object),
+            "enabled": o.enabled,
+            "owners": describe_filter(&o.owners),
+            "company_types": describe_filter(&o.company_types),
+            "require_deals": o.require_deals,
+            "exclude_email_opt_outs": o.exclude_email_opt_outs,
+            "deals_created_within": window_name(o.deal_created_window),
+        })).collect::<Vec<_>>(),
+    });
+    output::table(
+        ctx.global.output,
+        &[
+            "object",
+            "filtering",
+            "owners",
+            "company types",
+            "require deals",
+            "exclude opt-outs",
+            "deals created within",
+        ],
+        &rows,
+        &json,
+    )?;
+    if ctx.global.output == OutputFormat::Table {
+        println!(
+            "email alerts: {}{}",
+            if s.email_alerts { "on" } else { "off" },
+            if locked {
+                " — Advanced Sync is on: filters are locked"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+async fn schedule(
+    ctx: &Context,
+    frequency: Option<FrequencyArg>,
+    weekday: Option<WeekdayArg>,
+    day: Option<i32>,
+) -> anyhow::Result<()> {
+    let mut c = client(ctx)?;
+    let schedule = match frequency {
+        None => {
+            anyhow::ensure!(
+                weekday.is_none() && day.is_none(),
+                "give the frequency (weekly or monthly) to change the schedule"
+            );
+            c.get_schedule(ctx.request(GetScheduleRequest {})?)
+                .await?
+                .into_inner()
+                .schedule
+        }
+        Some(f) => {
+            let req = match f {
+                FrequencyArg::Weekly => SaveScheduleRequest {
+                    frequency: Frequency::Weekly as i32,
+                    weekday: weekday.map(|w| w as i32 + 1).ok_or_else(|| {
+                        anyhow::anyhow!("weekly needs --weekday (monday..sunday)")
+                    })?,
+                    day_of_month: 0,
+                },
+                FrequencyArg::Monthly => SaveScheduleRequest {
+                    frequency: Frequency::Monthly as i32,
+                    weekday: 0,
+                    day_of_month: day
+                        .ok_or_else(|| anyhow::anyhow!("monthly needs --day (1..=28)"))?,
+                },
+            };
+            c.save_schedule(ctx.request(req)?)
+                .await?
+                .into_inner()
+                .schedule
+        }
+    }
+    .unwrap_or_default();
+    print_schedule(ctx, &schedule)
+}
+
+fn print_schedule(ctx: &Context, s: &Schedule) -> anyhow::Result<()> {
+    let frequency = Frequency::try_from(s.frequency)
+        .map(|f| {
+            f.as_str_name()
+                .trim_start_matches("FREQUENCY_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    let on = match Frequency::try_from(s.frequency) {
+        Ok(Frequency::Weekly) => Weekday::try_from(s.weekday)
+            .map(|w| {
+                w.as_str_name()
+                    .trim_start_matches("WEEKDAY_")
+                    .to_lowercase()
+            })
+            .unwrap_or_default(),
+        Ok(Frequency::Monthly) => format!("day {}", s.day_of_month),
+        _ => "-".into(),
+    };
+    let next = ts(&s.next_run_at);
+    output::record(
+        ctx.global.output,
+        &[
+            ("frequency", frequency.clone()),
+            ("on", on.clone()),
+            ("next run", next.clone()),
+            ("window", format!("8 PM-6 AM {}", s.time_zone)),
+        ],
+        &json!({
+            "frequency": frequency, "on": on, "next_run_at": next, "time_zone": s.time_zone,
+        }),
+    )
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod export;
 mod filtering;
 mod output;
 mod profiles;
+mod settings;
 mod sharing;
 mod writeback;
 

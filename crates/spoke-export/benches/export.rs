@@ -52,6 +52,10 @@ fn main() {
                 w.workers = 4;
                 w.chunk = 500;
                 w.calls_in_flight = 2;
+                // The production lease (the test harness shortens it for crash tests): under a
+                // rate limit a chunk can wait on the budget longer than a short lease, and then
+                // a second worker retakes it and re-sends its creates (409s, splits, recovery reads).
+                w.lease_secs = 120.0;
             },
             limited,
         )
@@ -114,6 +118,19 @@ fn main() {
         let log = ctl.requests(1_000_000, None);
         let calls = log.iter().filter(|r| r.path.starts_with("/crm/")).count();
         let throttled = log.iter().filter(|r| r.status == 429).count();
+        // Where the calls went: "METHOD path status" with record ids folded, for reading a
+        // regression at a glance.
+        let mut by_endpoint = std::collections::BTreeMap::<String, u64>::new();
+        for r in log.iter().filter(|r| r.path.starts_with("/crm/")) {
+            let path: Vec<&str> = r
+                .path
+                .split('/')
+                .map(|seg| if seg.chars().all(|c| c.is_ascii_digit()) && !seg.is_empty() { "{id}" } else { seg })
+                .collect();
+            *by_endpoint
+                .entry(format!("{} {} {}", r.method, path.join("/"), r.status))
+                .or_default() += 1;
+        }
         let dups = ctl.duplicates(PORTAL, "contacts").expect("duplicates").len();
         let live = ctl.counts(PORTAL).expect("counts").live["contacts"];
         // Floor: every HubSpot call spaced at 110 per 10 s.
@@ -129,6 +146,7 @@ fn main() {
             "outcomes": {"created": c.created, "updated": c.updated, "skipped": c.skipped, "failed": c.failed},
             "hubspot_calls": calls,
             "hubspot_429s": throttled,
+            "hubspot_calls_by_endpoint": by_endpoint,
             "rate_limit_floor_seconds": if limited { Some((floor * 10.0).round() / 10.0) } else { None },
             "vs_floor": if limited { Some(((wall / floor) * 100.0).round() / 100.0) } else { None },
             "sandbox_contacts": live,

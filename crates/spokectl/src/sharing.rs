@@ -104,7 +104,11 @@ fn print_settings(ctx: &Context, s: &DataSharingSettings) -> anyhow::Result<()> 
             ),
             (
                 "updated",
-                format!("{} by {}", ts(&s.updated_at), s.updated_by),
+                if s.updated_by.is_empty() {
+                    "never".into()
+                } else {
+                    format!("{} by {}", ts(&s.updated_at), s.updated_by)
+                },
             ),
         ],
         &json,

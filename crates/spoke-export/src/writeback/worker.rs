@@ -93,6 +93,11 @@ impl Worker {
 
     /// Runs until `cancel`.
     pub async fn run(self, cancel: CancellationToken) -> spoke_platform::Result<()> {
+        // Every series exists from the start: a missing one looks like "no data" on dashboards.
+        for outcome in ["written", "skipped", "dropped", "failed"] {
+            metrics::counter!("spoke_export_writeback_activities_total", "outcome" => outcome)
+                .increment(0);
+        }
         let mut last_sweep: Option<Instant> = None;
         loop {
             if last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {

@@ -577,6 +577,7 @@ impl Runner {
     ) -> Result<Outcome> {
         let claimed = ctx.claimed;
         let mut tx = self.pool.begin().await?;
+        store::begin_changes(&mut tx).await?;
         let mut changed = 0i64;
         if processed.contains(&ObjectKind::Deals) {
             let prefix = record_url(
@@ -603,15 +604,12 @@ impl Runner {
             .await?;
             let linked = store::deals_linked(&mut tx, ctx.org, claimed.attempt_id).await?;
             if let Some(s) = stats.iter_mut().find(|s| s.object == ObjectKind::Deals) {
-                s.added = added.len() as i64;
+                s.added = added;
                 s.matched = linked;
                 s.deals_matched = linked;
             }
             if let Some(s) = stats.iter_mut().find(|s| s.object == ObjectKind::Companies) {
                 s.deals_matched = linked;
-            }
-            if !added.is_empty() {
-                emit_changes(&mut tx, ctx, ObjectKind::Deals, &added, &[], false).await?;
             }
         }
         for object in processed {
@@ -619,11 +617,26 @@ impl Runner {
                 store::remove_stale(&mut tx, ctx.org, *object, claimed.attempt_id).await?;
             let (profiles, _) = store::linked_counts(&mut tx, ctx.org, *object).await?;
             if let Some(s) = stats.iter_mut().find(|s| s.object == *object) {
-                s.removed = removed.len() as i64;
+                s.removed = removed;
                 s.profiles_linked = profiles;
                 changed += s.added + s.removed;
             }
-            emit_changes(&mut tx, ctx, *object, &[], &removed, true).await?;
+            // The change list is read back a page at a time: events of 1,000 changes each, the
+            // last one of the object marked.
+            let mut after = 0;
+            loop {
+                let page =
+                    store::changes_page(&mut tx, *object, after, CHANGES_PER_EVENT as i64).await?;
+                let last = page.len() < CHANGES_PER_EVENT;
+                after = page.last().map_or(after, |p| p.0);
+                let (removed, added): (Vec<_>, Vec<_>) = page.into_iter().partition(|p| p.1);
+                let added: Vec<Change> = added.into_iter().map(|p| p.2).collect();
+                let removed: Vec<Change> = removed.into_iter().map(|p| p.2).collect();
+                emit_changes(&mut tx, ctx, *object, &added, &removed, last).await?;
+                if last {
+                    break;
+                }
+            }
         }
         let Some(run) = store::finish_run(
             &mut tx,

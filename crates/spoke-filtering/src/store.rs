@@ -786,7 +786,8 @@ pub async fn companies_with_deals(
 }
 
 /// Links the attempt's deals to company profiles through the company matches: one deal match per
-/// company profile, its deals collapsed (oldest first). Returns the new matches.
+/// company profile, its deals collapsed (oldest first). The new matches go to the change list
+/// ([`begin_changes`]); returns how many there are.
 ///
 /// The company matches are unnested once and hash-joined with the deals by company id (a GIN
 /// `@>` probe per deal was a nested loop: minutes at 500,000 deals). When this attempt matched
@@ -801,9 +802,9 @@ pub async fn link_deals(
     owner_ids: &[String],
     owner_names: &[String],
     companies_this_attempt: bool,
-) -> Result<Vec<Change>> {
-    let rows = sqlx::query(
-        "INSERT INTO matches AS m (org_id, object, profile_id, hubspot_id, hubspot_rank, collapsed_ids, owner_id, \
+) -> Result<i64> {
+    let added = sqlx::query(
+        "WITH ins AS (INSERT INTO matches AS m (org_id, object, profile_id, hubspot_id, hubspot_rank, collapsed_ids, owner_id, \
            owner_name, filtered_at, hubspot_url, matched_by, run_id, attempt_id) \
          SELECT $1, 3, g.profile_id, g.ids[1], g.rank, g.ids, g.owners[1], COALESCE(o.name, ''), now(), \
            $4 || g.ids[1], 'company', $2, $3 \
@@ -819,7 +820,9 @@ pub async fn link_deals(
            owner_id = EXCLUDED.owner_id, owner_name = EXCLUDED.owner_name, filtered_at = now(), \
            hubspot_url = EXCLUDED.hubspot_url, matched_by = EXCLUDED.matched_by, \
            run_id = EXCLUDED.run_id, attempt_id = EXCLUDED.attempt_id \
-         RETURNING (xmax = 0) AS inserted, profile_id, hubspot_id, owner_id",
+         RETURNING (xmax = 0) AS inserted, profile_id, hubspot_id, owner_id) \
+         INSERT INTO run_changes (object, removed, profile_id, hubspot_id, owner_id) \
+         SELECT 3, false, profile_id, hubspot_id, owner_id FROM ins WHERE inserted",
     )
     .bind(org)
     .bind(run_id)
@@ -828,13 +831,10 @@ pub async fn link_deals(
     .bind(owner_ids)
     .bind(owner_names)
     .bind(companies_this_attempt)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter(|r| r.get::<bool, _>(0))
-        .map(|r| (r.get(1), r.get(2), r.get(3)))
-        .collect())
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(i64::try_from(added).unwrap_or(i64::MAX))
 }
 
 /// Deals that matched in an attempt (number of deal records linked).
@@ -858,25 +858,62 @@ pub async fn drop_attempt(pool: &PgPool, attempt: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Removes matches of `object` not confirmed by `attempt` (stale); returns them.
+/// Removes matches of `object` not confirmed by `attempt` (stale) into the change list
+/// ([`begin_changes`]); returns how many.
 pub async fn remove_stale(
     conn: &mut PgConnection,
     org: &str,
     object: ObjectKind,
     attempt: Uuid,
-) -> Result<Vec<Change>> {
-    let rows = sqlx::query(
-        "DELETE FROM matches WHERE org_id = $1 AND object = $2 AND attempt_id <> $3 \
-         RETURNING profile_id, hubspot_id, owner_id",
+) -> Result<i64> {
+    let removed = sqlx::query(
+        "WITH d AS (DELETE FROM matches WHERE org_id = $1 AND object = $2 AND attempt_id <> $3 \
+           RETURNING profile_id, hubspot_id, owner_id) \
+         INSERT INTO run_changes (object, removed, profile_id, hubspot_id, owner_id) \
+         SELECT $2, true, profile_id, hubspot_id, owner_id FROM d",
     )
     .bind(org)
     .bind(object.code())
     .bind(attempt)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(i64::try_from(removed).unwrap_or(i64::MAX))
+}
+
+/// Starts the change list of a run's final transaction: the matches it adds (deals) and removes
+/// (stale), kept in Postgres and read back a page at a time, so a run that changes millions of
+/// matches never holds them in memory. Dropped at commit.
+pub async fn begin_changes(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query(
+        "CREATE TEMP TABLE run_changes (n BIGSERIAL PRIMARY KEY, object SMALLINT NOT NULL, \
+         removed BOOLEAN NOT NULL, profile_id TEXT NOT NULL, hubspot_id TEXT NOT NULL, \
+         owner_id TEXT NOT NULL) ON COMMIT DROP",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One page of the change list of `object` after position `after`: (position, removed, change).
+pub async fn changes_page(
+    conn: &mut PgConnection,
+    object: ObjectKind,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(i64, bool, Change)>> {
+    let rows = sqlx::query(
+        "SELECT n, removed, profile_id, hubspot_id, owner_id FROM run_changes \
+         WHERE object = $1 AND n > $2 ORDER BY n LIMIT $3",
+    )
+    .bind(object.code())
+    .bind(after)
+    .bind(limit)
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get(0), r.get(1), (r.get(2), r.get(3), r.get(4))))
         .collect())
 }
 

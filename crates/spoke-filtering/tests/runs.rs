@@ -9,6 +9,7 @@ use spoke_filtering::{Application, Config, FilteringSettings, StaticPortal};
 use spoke_platform::auth::Role;
 use spoke_platform::testing::{MockKafka, dev_token, fresh_database, test_config, wait_serving};
 use spoke_proto::common::v1::{FilteringRunState, ObjectType, Profile};
+use spoke_proto::events::v1::FilteringMatchEvent;
 use spoke_proto::filtering::v1 as pb;
 use spoke_proto::filtering::v1::filtering_service_client::FilteringServiceClient;
 use spoke_sandbox::{FaultKind, FaultRule, Sandbox, SandboxConfig, Seed};
@@ -227,6 +228,23 @@ async fn seed_records(env: &Env) -> Vec<String> {
         )
         .expect("unlabeled associations");
     companies
+}
+
+/// Every `FilteringMatchEvent` the service wrote to its outbox, in order.
+async fn match_events(db: &str) -> Vec<FilteringMatchEvent> {
+    use prost::Message;
+    let pool = sqlx::PgPool::connect(db).await.expect("database");
+    let payloads: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT payload FROM filtering.outbox WHERE topic = $1 ORDER BY id")
+            .bind(spoke_platform::kafka::topics::FILTERING_EVENTS.name)
+            .fetch_all(&pool)
+            .await
+            .expect("outbox");
+    pool.close().await;
+    payloads
+        .iter()
+        .map(|p| FilteringMatchEvent::decode(p.as_slice()).expect("match event"))
+        .collect()
 }
 
 async fn configure(client: &mut FilteringServiceClient<Channel>) {
@@ -467,6 +485,54 @@ async fn runs_match_filter_collapse_and_remove_stale_matches() {
     assert_eq!(
         m.iter().map(|m| m.profile_id.as_str()).collect::<Vec<_>>(),
         vec!["P-ACME"]
+    );
+
+    // Match events (as written to the outbox): the first run added every match, each object's
+    // last event is marked; the second only removed Globex.
+    let summary = |events: &[FilteringMatchEvent], object: ObjectType| {
+        let of: Vec<&FilteringMatchEvent> = events
+            .iter()
+            .filter(|e| e.object == object as i32)
+            .collect();
+        let ids = |f: fn(&FilteringMatchEvent) -> &Vec<spoke_proto::events::v1::MatchChange>| {
+            let mut v: Vec<String> = of
+                .iter()
+                .flat_map(|e| f(e).iter().map(|c| c.profile_id.clone()))
+                .collect();
+            v.sort();
+            v
+        };
+        let lasts = of.iter().filter(|e| e.last_chunk).count();
+        let last_is_last = of.last().is_some_and(|e| e.last_chunk);
+        (ids(|e| &e.added), ids(|e| &e.removed), lasts, last_is_last)
+    };
+    let events = match_events(&env.db).await;
+    let first_events: Vec<FilteringMatchEvent> = events
+        .iter()
+        .filter(|e| e.run_id == first.run_id)
+        .cloned()
+        .collect();
+    let second_events: Vec<FilteringMatchEvent> = events
+        .iter()
+        .filter(|e| e.run_id == second.run_id)
+        .cloned()
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<String>>();
+    assert_eq!(
+        summary(&first_events, ObjectType::Companies),
+        (s(&["P-ACME", "P-GLOBEX"]), vec![], 1, true)
+    );
+    assert_eq!(
+        summary(&first_events, ObjectType::Deals),
+        (s(&["P-ACME"]), vec![], 1, true)
+    );
+    assert_eq!(
+        summary(&second_events, ObjectType::Companies),
+        (vec![], s(&["P-GLOBEX"]), 1, true)
+    );
+    assert_eq!(
+        summary(&second_events, ObjectType::Deals),
+        (vec![], vec![], 1, true)
     );
 
     // Clear contacts (idempotent by key).

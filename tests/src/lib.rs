@@ -4,6 +4,8 @@
 //!
 //! Logs of every process go to `target/e2e-logs/<test>/<process>.log`.
 
+pub mod chaos;
+pub mod fault_proxy;
 pub mod pty;
 
 use std::collections::BTreeMap;

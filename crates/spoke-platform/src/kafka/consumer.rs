@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::{ClientContext, Message, Statistics};
+use rdkafka::{Message, Offset};
 use sqlx::PgConnection;
 use sqlx::postgres::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -156,7 +156,7 @@ pub async fn run(
 ) -> Result<()> {
     let group = format!("spoke-{service}-{}", spec.name);
     let consumer_name = format!("{service}.{}", spec.name);
-    let consumer: StreamConsumer<LagReporter> = cfg
+    let consumer: StreamConsumer = cfg
         .client_config()
         .set("group.id", &group)
         .set("client.id", format!("spoke-{service}-{}", spec.name))
@@ -167,14 +167,56 @@ pub async fn run(
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("topic.metadata.refresh.interval.ms", "5000")
-        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
-        .create_with_context(LagReporter {
-            consumer: consumer_name.clone(),
-        })?;
+        .create()?;
     let names: Vec<&str> = spec.topics.iter().map(|t| t.name).collect();
     consumer.subscribe(&names)?;
     register_series(&consumer_name, &names);
     tracing::info!(group = %group, topics = ?names, "consumer started");
+    let consumer = Arc::new(consumer);
+    // Lag is measured beside the processing loop, so it keeps being reported (and grows) while
+    // a handler is stuck, exactly when it matters.
+    let lag_stop = CancellationToken::new();
+    let lag_task = tokio::spawn(report_lag(
+        consumer.clone(),
+        consumer_name.clone(),
+        lag_stop.clone(),
+    ));
+    let result = consume(
+        &consumer,
+        &group,
+        consumer_name,
+        &cfg,
+        pool,
+        dlq,
+        spec,
+        &cancel,
+    )
+    .await;
+    lag_stop.cancel();
+    // A measurement in flight ends within its query timeouts.
+    let _ = tokio::time::timeout(Duration::from_secs(10), lag_task).await;
+    match Arc::try_unwrap(consumer) {
+        Ok(consumer) => close(consumer, &group).await,
+        Err(_) => {
+            tracing::warn!(group = %group, "consumer still shared at shutdown; leaving the group to time out")
+        }
+    }
+    result
+}
+
+/// The processing loop: returns when `cancel` fires (Ok) or when a message can be neither
+/// processed nor dead-lettered (Err).
+#[allow(clippy::too_many_arguments)]
+async fn consume(
+    consumer: &StreamConsumer,
+    group: &str,
+    consumer_name: String,
+    cfg: &KafkaConfig,
+    pool: PgPool,
+    dlq: EventProducer,
+    spec: ConsumerSpec,
+    cancel: &CancellationToken,
+) -> Result<()> {
     let worker = Worker {
         pool,
         dlq,
@@ -198,7 +240,7 @@ pub async fn run(
         let event = InboundEvent::from_message(&msg);
         // Processing finishes even when shutdown starts meanwhile: the work is short and
         // finishing it avoids a redelivery.
-        match worker.process(&event, &cancel).await {
+        match worker.process(&event, cancel).await {
             Ok(()) => {
                 if let Err(e) = consumer.store_offset_from_message(&msg) {
                     tracing::warn!(error = %e, "storing offset failed; message may be redelivered (harmless)");
@@ -212,19 +254,17 @@ pub async fn run(
             Err(e) => {
                 // Neither processed nor dead-lettered (the broker refused the dead letter): stop
                 // the service rather than skip the message; it is redelivered after restart.
-                close(consumer, &group).await;
                 return Err(e);
             }
         }
     }
-    close(consumer, &group).await;
     Ok(())
 }
 
 /// Commits stored offsets and leaves the group on a plain thread, waiting at most 10 s: with an
 /// unreachable broker librdkafka's commit and close block indefinitely, and a blocked runtime
 /// thread would keep the process from ever exiting.
-async fn close(consumer: StreamConsumer<LagReporter>, group: &str) {
+async fn close(consumer: StreamConsumer, group: &str) {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name("kafka-consumer-close".into())
@@ -253,9 +293,10 @@ async fn close(consumer: StreamConsumer<LagReporter>, group: &str) {
     }
 }
 
-/// How often librdkafka reports statistics (consumer lag); 5 s keeps the lag gauge fresh for
-/// alerts at a negligible cost (one small JSON document per consumer).
-const STATISTICS_INTERVAL_MS: &str = "5000";
+/// How often consumer lag is measured.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+/// Bound of each broker query of the lag measurement.
+const LAG_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Creates the consumer's counters at zero, so dashboards and `increase()` see every series from
 /// the start instead of only after the first dead letter.
@@ -268,47 +309,69 @@ fn register_series(consumer: &str, topics: &[&str]) {
     }
 }
 
-/// Publishes librdkafka's statistics as `spoke_kafka_consumer_lag_messages{consumer,topic,partition}`:
-/// the high watermark minus the group's committed offset, per partition this member consumes.
-struct LagReporter {
-    consumer: String,
-}
-
-impl ClientContext for LagReporter {
-    fn stats(&self, statistics: Statistics) {
-        for (topic, t) in &statistics.topics {
-            for (partition, p) in &t.partitions {
-                // librdkafka's internal "unassigned" partition.
-                if *partition < 0 {
-                    continue;
-                }
-                let lag = if !p.desired {
-                    // Another member owns it and reports its lag; 0 here keeps sums right.
-                    0
-                } else if p.consumer_lag >= 0 {
-                    p.consumer_lag
-                } else if p.consumer_lag_stored >= 0 {
-                    // Nothing committed yet (a new group): what is stored is about to be.
-                    p.consumer_lag_stored
-                } else if p.hi_offset >= 0 {
-                    // Nothing consumed yet: everything retained is waiting.
-                    (p.hi_offset - p.lo_offset.max(0)).max(0)
-                } else {
-                    continue;
-                };
-                metrics::gauge!(
-                    "spoke_kafka_consumer_lag_messages",
-                    "consumer" => self.consumer.clone(),
-                    "topic" => topic.clone(),
-                    "partition" => partition.to_string(),
-                )
-                .set(lag as f64);
-            }
+/// Every [`LAG_EVERY`] until `stop`: sets `spoke_kafka_consumer_lag_messages{consumer,topic,partition}`
+/// to the partition's high watermark minus the group's committed offset, for each partition this
+/// member is assigned (nothing committed yet: minus the low watermark, everything retained waits).
+/// Partitions that move to another member are set to 0 here (their new owner reports them), so
+/// sums across replicas stay right. The broker queries block, so they run on the blocking pool.
+async fn report_lag(consumer: Arc<StreamConsumer>, name: String, stop: CancellationToken) {
+    let mut reported = std::collections::BTreeSet::<(String, i32)>::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(LAG_EVERY) => {}
         }
+        let c = consumer.clone();
+        let lags = match tokio::task::spawn_blocking(move || measure_lag(&c)).await {
+            Ok(Ok(lags)) => lags,
+            Ok(Err(e)) => {
+                tracing::debug!(consumer = %name, error = %e, "consumer lag not measured");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let now: std::collections::BTreeSet<(String, i32)> =
+            lags.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+        for (topic, partition) in reported.difference(&now) {
+            lag_gauge(&name, topic, *partition).set(0.0);
+        }
+        for (topic, partition, lag) in &lags {
+            lag_gauge(&name, topic, *partition).set(*lag as f64);
+        }
+        reported = now;
     }
 }
 
-impl ConsumerContext for LagReporter {}
+fn lag_gauge(consumer: &str, topic: &str, partition: i32) -> metrics::Gauge {
+    metrics::gauge!(
+        "spoke_kafka_consumer_lag_messages",
+        "consumer" => consumer.to_string(),
+        "topic" => topic.to_string(),
+        "partition" => partition.to_string(),
+    )
+}
+
+/// (topic, partition, lag) of each assigned partition.
+fn measure_lag(
+    consumer: &StreamConsumer,
+) -> std::result::Result<Vec<(String, i32, i64)>, rdkafka::error::KafkaError> {
+    let assigned = consumer.assignment()?;
+    if assigned.count() == 0 {
+        return Ok(Vec::new());
+    }
+    let committed = consumer.committed_offsets(assigned, LAG_QUERY_TIMEOUT)?;
+    let mut out = Vec::new();
+    for tp in committed.elements() {
+        let (low, high) =
+            consumer.fetch_watermarks(tp.topic(), tp.partition(), LAG_QUERY_TIMEOUT)?;
+        let from = match tp.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        out.push((tp.topic().to_string(), tp.partition(), (high - from).max(0)));
+    }
+    Ok(out)
+}
 
 struct Worker {
     pool: PgPool,

@@ -15,6 +15,10 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Args, Debug, Clone)]
 pub struct Global {
+    /// Config file (TOML: token, org, user, email, roles, [endpoints]); default
+    /// ~/.config/spokectl/config.toml when it exists. Flags and environment win over it.
+    #[arg(long, env = "SPOKECTL_CONFIG", global = true)]
+    pub config: Option<std::path::PathBuf>,
     /// Bearer token (JWT). Without it a dev token is minted for --org/--user/--role.
     #[arg(long, env = "SPOKE_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,

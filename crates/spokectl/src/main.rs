@@ -7,6 +7,7 @@
 mod bench;
 mod cli;
 mod commands;
+mod config_file;
 mod context;
 mod datagen;
 mod export;
@@ -17,12 +18,22 @@ mod settings;
 mod sharing;
 mod writeback;
 
-use clap::Parser;
-
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
-    match commands::run(cli).await {
+fn main() -> std::process::ExitCode {
+    let cli = match config_file::parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", context::describe(&e));

@@ -396,11 +396,47 @@ async fn an_export_is_one_trace_and_moves_the_on_call_metrics() {
         "{job}"
     );
     let job_id = job["job_id"].as_str().expect("job id").to_string();
+    // A call that fails is counted with its code.
+    let (found, _, err) = spokectl(
+        &services,
+        ADMIN,
+        &["export", "show", "01a2f000-0000-7000-8000-000000000000"],
+    )
+    .unwrap();
+    assert!(!found && err.contains("NotFound"), "{err}");
     let written = job["created"].as_i64().unwrap() + job["updated"].as_i64().unwrap();
     assert!(written > 0, "{job}");
 
-    // Lag is reported every 5 s by librdkafka's statistics; give every consumer one report.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Lag is measured every 5 s: wait until the job's topics show no lag (everything consumed
+    // and committed).
+    for attempt in 0.. {
+        let mut caught_up = true;
+        for (svc, topic) in [
+            ("dedupe", "spoke.export.requests.v1"),
+            ("export", "spoke.export.checked.v1"),
+        ] {
+            let s = services.iter().find(|s| s.name == svc).unwrap();
+            let scrape = scrape(s, "lag").await;
+            let lag = sum(
+                &scrape,
+                "spoke_kafka_consumer_lag_messages",
+                &[("topic", topic)],
+            );
+            caught_up &= has(
+                &scrape,
+                "spoke_kafka_consumer_lag_messages",
+                &[("topic", topic)],
+            ) && lag == 0.0;
+        }
+        if caught_up {
+            break;
+        }
+        assert!(
+            attempt < 60,
+            "consumer lag never came back to 0 after the job"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     let after = scrape_all(&services, "after").await;
     check_metrics(&services, &before, &after, EXPORTED as f64);
     check_alerts_and_dashboard(&after);
@@ -763,6 +799,11 @@ fn check_metrics(services: &[ServiceProcess], before: &[Scrape], after: &[Scrape
         "export",
         "spoke_grpc_request_duration_seconds_count",
         &[("method", "CreateExport")],
+    );
+    moved(
+        "export",
+        "spoke_grpc_requests_total",
+        &[("method", "GetExport"), ("code", "NotFound")],
     );
     moved(
         "mapping",

@@ -547,6 +547,8 @@ pub struct Claim {
     pub job_id: Uuid,
     /// The records (ready or writing).
     pub records: Vec<RecordRow>,
+    /// Their lease ends here unless renewed ([`renew_lease`]).
+    pub lease_until: DateTime<Utc>,
 }
 
 /// Claims up to `limit` writable records of one active job under a lease, so replicas and
@@ -582,10 +584,45 @@ pub async fn claim(
     .bind(lease_secs)
     .fetch_all(&mut *tx)
     .await?;
+    // `now()` is the transaction's start time: the same instant the UPDATE used.
+    let lease_until: DateTime<Utc> =
+        sqlx::query_scalar("SELECT now() + make_interval(secs => $1)")
+            .bind(lease_secs)
+            .fetch_one(&mut *tx)
+            .await?;
     tx.commit().await?;
     let mut records = records;
     records.sort_by_key(|r| r.seq);
-    Ok(Some(Claim { job_id, records }))
+    Ok(Some(Claim {
+        job_id,
+        records,
+        lease_until,
+    }))
+}
+
+/// Extends the lease of the claimed records a worker still holds: open records (ready or writing)
+/// whose lease is still at least `held_until`, the end of the lease the worker last took. Records
+/// it released for a retry carry an earlier `lease_until` and are left alone, as are finished
+/// ones. Returns the new end, or `None` when nothing is held any more.
+pub async fn renew_lease(
+    pool: &PgPool,
+    job_id: Uuid,
+    seqs: &[i32],
+    held_until: DateTime<Utc>,
+    lease_secs: f64,
+) -> Result<Option<DateTime<Utc>>> {
+    let renewed: Vec<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE records SET lease_until = now() + make_interval(secs => $4) \
+         WHERE job_id = $1 AND seq = ANY($2) AND phase IN ('ready', 'writing') AND lease_until >= $3 \
+         RETURNING lease_until",
+    )
+    .bind(job_id)
+    .bind(seqs)
+    .bind(held_until)
+    .bind(lease_secs)
+    .fetch_all(pool)
+    .await?;
+    Ok(renewed.into_iter().min())
 }
 
 /// Remembers the trace context of the span that made these records ready (the checked batch).

@@ -156,7 +156,14 @@ impl Writer {
                 Ok(Some(claim)) if !claim.records.is_empty() => {
                     let job_id = claim.job_id;
                     let seqs: Vec<i32> = claim.records.iter().map(|r| r.seq).collect();
-                    if let Err(e) = self.chunk(claim.job_id, claim.records, &cancel).await {
+                    // A chunk can outlive its lease (waiting on a throttled portal's budget):
+                    // renew it while working, or another worker would retake the records and
+                    // send their creates a second time.
+                    let result = tokio::select! {
+                        r = self.chunk(claim.job_id, claim.records, &cancel) => r,
+                        () = self.keep_leased(job_id, &seqs, claim.lease_until) => Ok(()),
+                    };
+                    if let Err(e) = result {
                         tracing::warn!(worker, job_id = %job_id, error = %e, "export chunk failed; its open records are retried");
                         // Records still open are retried soon; `writing` ones go through recovery.
                         let delay = self.settings.retry_delay.as_secs_f64();
@@ -178,6 +185,24 @@ impl Writer {
                         _ = cancel.cancelled() => {}
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
+                }
+            }
+        }
+    }
+
+    /// Renews the lease of a chunk's open records every third of the lease; never returns while
+    /// it holds any (a failed renewal is retried at the next tick, the lease still has time).
+    async fn keep_leased(&self, job_id: Uuid, seqs: &[i32], until: chrono::DateTime<chrono::Utc>) {
+        let lease = self.settings.lease;
+        let mut held = until;
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            match store::renew_lease(&self.pool, job_id, seqs, held, lease.as_secs_f64()).await {
+                Ok(Some(next)) => held = next,
+                // Nothing left to hold: wait for the chunk to end.
+                Ok(None) => std::future::pending::<()>().await,
+                Err(e) => {
+                    tracing::warn!(job_id = %job_id, error = %e, "renewing the lease of export records failed");
                 }
             }
         }

@@ -350,3 +350,49 @@ async fn sandbox_faults_and_token_expiry_lose_nothing() {
         .count();
     assert!(faulted > 0, "faults fired");
 }
+
+/// Under a rate limit a chunk waits on the portal budget, often longer than its lease: the worker
+/// renews the lease while it works, so no other worker retakes the records and sends their
+/// creates a second time (each would come back 409 — or, for companies, make a duplicate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_waiting_on_the_budget_keep_their_lease() {
+    let h = Harness::start_full(
+        |w| {
+            w.lease_secs = 1.0;
+            w.workers = 4;
+            w.chunk = 500;
+        },
+        true,
+    )
+    .await;
+    let ctl = h.sandbox.control();
+    ctl.clear_requests();
+    let mut client = h.client().await;
+    let job = client
+        .create_export(authed(
+            create(
+                "budget-lease",
+                ObjectType::Contacts,
+                contacts(16_000, "lease"),
+            ),
+            MAPPED_USER,
+        ))
+        .await
+        .expect("create")
+        .into_inner()
+        .job
+        .expect("job");
+    let done = h.wait_terminal(&job.job_id, 240).await;
+    assert_eq!(
+        done.counts.as_ref().map(|c| c.created),
+        Some(16_000),
+        "{done:?}"
+    );
+    let log = ctl.requests(100_000, None);
+    let resent = log
+        .iter()
+        .filter(|r| r.path.ends_with("contacts/batch/create") && r.status == 409)
+        .count();
+    assert_eq!(resent, 0, "creates sent twice (409 already exists)");
+    assert_eq!(log.iter().filter(|r| r.status == 429).count(), 0, "no 429s");
+}

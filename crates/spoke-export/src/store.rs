@@ -585,11 +585,10 @@ pub async fn claim(
     .fetch_all(&mut *tx)
     .await?;
     // `now()` is the transaction's start time: the same instant the UPDATE used.
-    let lease_until: DateTime<Utc> =
-        sqlx::query_scalar("SELECT now() + make_interval(secs => $1)")
-            .bind(lease_secs)
-            .fetch_one(&mut *tx)
-            .await?;
+    let lease_until: DateTime<Utc> = sqlx::query_scalar("SELECT now() + make_interval(secs => $1)")
+        .bind(lease_secs)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     let mut records = records;
     records.sort_by_key(|r| r.seq);

@@ -494,7 +494,13 @@ pub async fn apply_checked(conn: &mut PgConnection, batch: &ExportCheckedBatch) 
     };
     let state = ExportJobState::try_from(job.state).unwrap_or(ExportJobState::Pending);
     if is_terminal(state) {
-        return Ok(());
+        // Dedupe reserved these records' keys while checking; they will never be written.
+        let ids: Vec<String> = batch
+            .records
+            .iter()
+            .filter_map(|r| record_id_of(r).cloned())
+            .collect();
+        return release_unsent(conn, &job, Some(&ids), false).await;
     }
     let mut updates = Vec::with_capacity(batch.records.len());
     for r in &batch.records {
@@ -928,6 +934,7 @@ pub async fn cancel(pool: &PgPool, actor: &Actor, job_id: &str) -> Result<JobRow
         Some((ExportJobState::Cancelled, &msg)),
     )
     .await?;
+    release_unsent(&mut tx, &job, None, false).await?;
     tx.commit().await?;
     Ok(job)
 }
@@ -1010,8 +1017,42 @@ pub async fn fail(pool: &PgPool, job_id: Uuid, message: &str) -> Result<JobRow> 
         Some((ExportJobState::Failed, message)),
     )
     .await?;
+    // A failed job (re-authorisation) is never retried: its records whose create was in
+    // flight are looked up in HubSpot by the next export instead (by then search has caught up:
+    // reconnecting takes a person).
+    release_unsent(&mut tx, &job, None, true).await?;
     tx.commit().await?;
     Ok(job)
+}
+
+/// Publishes a result without an outcome for each record of a finished (failed or cancelled) job
+/// that was never sent to HubSpot, so dedupe releases the create reservations it holds for them:
+/// otherwise a re-export within `reservation_ttl` (an hour) sends every such record to review
+/// ("being created by export ..."). Records in `writing` keep theirs unless `include_writing`:
+/// HubSpot may hold them, and a live writer may still be sending them (cancel).
+async fn release_unsent(
+    conn: &mut PgConnection,
+    job: &JobRow,
+    record_ids: Option<&[String]>,
+    include_writing: bool,
+) -> Result<()> {
+    let unsent = store::unsent_records(conn, job.job_id, record_ids, include_writing).await?;
+    if unsent.is_empty() {
+        return Ok(());
+    }
+    let now = Some(events::ts(Utc::now()));
+    let results = unsent
+        .into_iter()
+        .map(|(record_id, profile_id)| ExportRecordResult {
+            record_id,
+            profile_id,
+            outcome: RecordOutcome::Unspecified as i32,
+            message: "not written: the export ended before this record".into(),
+            completed_at: now,
+            ..ExportRecordResult::default()
+        })
+        .collect();
+    publish_results(conn, job, -1, results).await
 }
 
 /// Counters of a job (tests, metrics).

@@ -528,6 +528,26 @@ pub async fn insert_resolution(
     Ok(())
 }
 
+/// Records of a job that never got an outcome (not `done`; nor `writing` unless
+/// `include_writing`), optionally only among `record_ids`: (record id, profile id).
+pub async fn unsent_records(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    record_ids: Option<&[String]>,
+    include_writing: bool,
+) -> Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT record_id, profile_id FROM records \
+          WHERE job_id = $1 AND phase <> 'done' AND ($3 OR phase <> 'writing') \
+            AND ($2::text[] IS NULL OR record_id = ANY($2)) ORDER BY seq",
+    )
+    .bind(job_id)
+    .bind(record_ids)
+    .bind(include_writing)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Marks every record without an outcome as not to be written (cancel); returns how many were
 /// unchecked, in review or ready before.
 pub async fn cancel_open_records(conn: &mut PgConnection, job_id: Uuid) -> Result<()> {

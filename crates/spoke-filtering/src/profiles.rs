@@ -403,6 +403,9 @@ where
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let (tx, rx) = tokio::sync::mpsc::channel::<LoadProfilesRequest>(4);
+    // Lines that cannot be read are skipped, each named, and the rest of the file is loaded.
+    let skipped: Arc<parking_lot::Mutex<(i64, Vec<String>)>> = Arc::default();
+    let skipped_by_reader = skipped.clone();
     // Parsing is blocking I/O: it runs on its own thread and hands chunks over a small channel.
     let reader_task = tokio::task::spawn_blocking(move || -> Result<()> {
         let entries: Box<dyn Iterator<Item = Result<FileEntry>>> = if is_csv {
@@ -413,9 +416,17 @@ where
         let mut chunk = LoadProfilesRequest::default();
         let mut sent = 0u64;
         for e in entries {
-            match e? {
-                FileEntry::Upsert(p) => chunk.profiles.push(p),
-                FileEntry::Delete(d) => chunk.deletes.push(d),
+            match e {
+                Ok(FileEntry::Upsert(p)) => chunk.profiles.push(p),
+                Ok(FileEntry::Delete(d)) => chunk.deletes.push(d),
+                Err(problem) => {
+                    let mut s = skipped_by_reader.lock();
+                    s.0 += 1;
+                    if s.1.len() < MAX_SAMPLES {
+                        s.1.push(problem.to_string());
+                    }
+                    continue;
+                }
             }
             if chunk.profiles.len() == MAX_CHUNK || chunk.deletes.len() == MAX_CHUNK {
                 sent += (chunk.profiles.len() + chunk.deletes.len()) as u64;
@@ -469,6 +480,20 @@ where
     reader_task
         .await
         .map_err(|e| Error::Input(format!("file reader stopped: {e}")))??;
+    let (count, problems) = std::mem::take(&mut *skipped.lock());
+    totals.rejected += count;
+    let room = MAX_SAMPLES.saturating_sub(totals.rejection_samples.len());
+    totals
+        .rejection_samples
+        .extend(
+            problems
+                .into_iter()
+                .take(room)
+                .map(|reason| ProfileRejection {
+                    profile_id: String::new(),
+                    reason,
+                }),
+        );
     Ok(totals)
 }
 

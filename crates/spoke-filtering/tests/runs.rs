@@ -797,3 +797,46 @@ async fn a_run_of_a_killed_replica_is_taken_over_and_ends_correct() {
     b.stop.cancel();
     b.running.await.expect("join").expect("clean stop");
 }
+
+/// `load_file` (what `spokectl profiles load` runs) skips lines it cannot read — bad JSON,
+/// invalid UTF-8, a wrong kind — names each, and loads every other line of the file.
+#[tokio::test]
+async fn a_profile_file_with_bad_lines_loads_the_rest_and_names_the_bad() {
+    let env = Env::start().await;
+    let mut svc = start(env.config(|_| {})).await;
+    let path =
+        std::env::temp_dir().join(format!("profiles-bad-lines-{}.ndjson", std::process::id()));
+    let mut text = Vec::new();
+    text.extend_from_slice(
+        b"{\"profile_id\":\"P-1\",\"kind\":\"company\",\"fields\":{\"domain\":\"one.example\"}}\n",
+    );
+    text.extend_from_slice(b"{not json\n");
+    text.extend_from_slice(
+        b"{\"profile_id\":\"P-2\",\"kind\":\"contact\",\"fields\":{\"email\":\"\xff\xfe@x\"}}\n",
+    );
+    text.extend_from_slice(b"{\"profile_id\":\"P-3\",\"kind\":\"planet\",\"fields\":{}}\n");
+    text.extend_from_slice(
+        b"{\"profile_id\":\"P-4\",\"kind\":\"contact\",\"fields\":{\"email\":\"four@x.example\"}}\n",
+    );
+    std::fs::write(&path, text).expect("write file");
+    let token = dev_token("loader", ORG, &[Role::Service]);
+    let answer = spoke_filtering::profiles::load_file(&mut svc.client, &token, &path, |_| {})
+        .await
+        .expect("the file loads despite its bad lines");
+    std::fs::remove_file(&path).expect("remove file");
+    assert_eq!(answer.upserted, 2, "P-1 and P-4: {answer:?}");
+    assert_eq!(answer.rejected, 3, "{answer:?}");
+    let reasons: Vec<&str> = answer
+        .rejection_samples
+        .iter()
+        .map(|r| r.reason.as_str())
+        .collect();
+    for line in ["line 2", "line 3", "line 4"] {
+        assert!(
+            reasons.iter().any(|r| r.contains(line)),
+            "{line} is named: {reasons:?}"
+        );
+    }
+    svc.stop.cancel();
+    svc.running.await.expect("join").expect("clean stop");
+}

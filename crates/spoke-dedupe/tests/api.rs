@@ -382,8 +382,18 @@ impl Env {
 
     async fn stop(self) {
         self.stop.cancel();
-        self.running.await.expect("join").expect("clean shutdown");
-        self.sandbox.shutdown().await;
+        tokio::time::timeout(Duration::from_secs(60), self.running)
+            .await
+            .expect("the service stops within 60 s of the shutdown signal")
+            .expect("join")
+            .expect("clean shutdown");
+        tokio::time::timeout(Duration::from_secs(30), self.sandbox.shutdown())
+            .await
+            .expect("the sandbox stops within 30 s");
+        // librdkafka's close of a consumer can block (a rebalance it never served); the test's
+        // own consumer is closed on a plain thread so it can never hang the test.
+        let checked = self.checked;
+        std::thread::spawn(move || drop(checked));
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use spoke_e2e::{
     DevBroker, SandboxProcess, ServiceProcess, log_dir, pty::run_in_pty, spokectl,
-    spokectl_command, start_cluster, target_dir,
+    spokectl_command, start_cluster, stop_stack, target_dir,
 };
 use spoke_platform::testing::{fresh_database, http_get, wait_serving};
 
@@ -404,18 +404,5 @@ async fn spokectl_exports_overlapping_profiles_without_duplicates() {
     let list = json(&services, &["export", "list"]);
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
 
-    for s in services {
-        let name = s.name;
-        s.process
-            .stop(Duration::from_secs(20))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
-    sandbox
-        .process
-        .stop(Duration::from_secs(10))
-        .expect("sandbox stops");
-    broker
-        .process
-        .stop(Duration::from_secs(10))
-        .expect("broker stops");
+    stop_stack(services, Duration::from_secs(20), Some(sandbox), broker);
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use spoke_e2e::{DevBroker, ServiceProcess, log_dir, start_cluster};
+use spoke_e2e::{DevBroker, ServiceProcess, log_dir, start_cluster, stop_stack};
 use spoke_platform::config::KafkaConfig;
 use spoke_platform::kafka::{EventProducer, Outbox, OutgoingEvent, topics};
 use spoke_platform::testing::{fresh_database, http_get, wait_serving};
@@ -141,16 +141,7 @@ async fn all_services_start_exchange_an_event_exactly_once_and_stop_cleanly() {
         .unwrap();
     assert_eq!(sent, 2, "both outbox rows published and marked sent");
 
-    for s in services {
-        let name = s.name;
-        s.process
-            .stop(Duration::from_secs(20))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
-    broker
-        .process
-        .stop(Duration::from_secs(10))
-        .expect("dev broker stops");
+    stop_stack(services, Duration::from_secs(20), None, broker);
 }
 
 async fn wait_until<F, Fut>(what: &str, mut check: F)

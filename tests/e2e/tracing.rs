@@ -24,7 +24,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use spoke_e2e::{
-    DevBroker, SandboxProcess, ServiceProcess, log_dir, spokectl, start_cluster, target_dir,
+    DevBroker, SandboxProcess, ServiceProcess, log_dir, spokectl, start_cluster, stop_stack,
+    target_dir,
 };
 use spoke_platform::testing::{fresh_database, http_get, wait_serving};
 
@@ -442,20 +443,7 @@ async fn an_export_is_one_trace_and_moves_the_on_call_metrics() {
     check_alerts_and_dashboard(&after);
 
     // Stopping the services flushes their span exporters.
-    for s in services {
-        let name = s.name;
-        s.process
-            .stop(Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
-    sandbox
-        .process
-        .stop(Duration::from_secs(10))
-        .expect("sandbox stops");
-    broker
-        .process
-        .stop(Duration::from_secs(10))
-        .expect("broker stops");
+    stop_stack(services, Duration::from_secs(30), Some(sandbox), broker);
 
     let spans = receiver.spans.lock().unwrap().clone();
     check_trace(&spans, &job_id);

@@ -438,3 +438,29 @@ pub fn start_cluster(
         .map(|((name, _), p)| start_service_on(name, database_url, bootstrap, p, &env, log_dir))
         .collect()
 }
+
+/// Stops a whole test stack, checking every process exits cleanly: the services (SIGTERM, `grace`
+/// each), then the sandbox and the dev broker. Panics naming the process that did not stop.
+pub fn stop_stack(
+    services: Vec<ServiceProcess>,
+    grace: Duration,
+    sandbox: Option<SandboxProcess>,
+    broker: DevBroker,
+) {
+    for s in services {
+        let name = s.name;
+        s.process
+            .stop(grace)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    if let Some(sandbox) = sandbox {
+        sandbox
+            .process
+            .stop(Duration::from_secs(10))
+            .expect("sandbox stops");
+    }
+    broker
+        .process
+        .stop(Duration::from_secs(10))
+        .expect("dev broker stops");
+}

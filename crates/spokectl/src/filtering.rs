@@ -17,7 +17,7 @@ use crate::cli::{
     DealWindowArg, FilterObjectArg, FilteringCmd, FrequencyArg, ObjectArg, OutputFormat, WeekdayArg,
 };
 use crate::context::Context;
-use crate::output;
+use crate::output::{self, object_name, timestamp as ts};
 
 type Client = FilteringServiceClient<tonic::transport::Channel>;
 
@@ -41,16 +41,6 @@ fn objects(list: &[ObjectArg], deals: bool) -> Vec<i32> {
     v
 }
 
-fn object_name(o: i32) -> String {
-    ObjectType::try_from(o)
-        .map(|t| {
-            t.as_str_name()
-                .trim_start_matches("OBJECT_TYPE_")
-                .to_lowercase()
-        })
-        .unwrap_or_else(|_| o.to_string())
-}
-
 fn state_name(s: i32) -> String {
     FilteringRunState::try_from(s)
         .map(|t| {
@@ -59,33 +49,6 @@ fn state_name(s: i32) -> String {
                 .to_string()
         })
         .unwrap_or_else(|_| s.to_string())
-}
-
-fn ts(t: &Option<prost_types::Timestamp>) -> String {
-    t.as_ref()
-        .map(|t| date_time(t.seconds))
-        .unwrap_or_else(|| "-".into())
-}
-
-// Seconds since the epoch as `YYYY-MM-DD HH:MM UTC` without pulling a date crate into the CLI.
-fn date_time(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
 }
 
 pub fn run_json(run: &FilteringRun) -> serde_json::Value {
@@ -621,18 +584,4 @@ fn print_schedule(ctx: &Context, s: &Schedule) -> anyhow::Result<()> {
             "frequency": frequency, "on": on, "next_run_at": next, "time_zone": s.time_zone,
         }),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dates_render_in_utc() {
-        for (secs, want) in [
-            (0, "1970-01-01 00:00 UTC"),
-            (1_709_251_200, "2024-03-01 00:00 UTC"),
-            (1_735_689_599, "2024-12-31 23:59 UTC"),
-        ] {
-            assert_eq!(super::date_time(secs), want);
-        }
-    }
 }

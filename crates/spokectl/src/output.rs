@@ -1,6 +1,7 @@
 //! Tables for people, JSON for scripts.
 
 use serde::Serialize;
+use spoke_proto::common::v1::ObjectType;
 
 use crate::cli::OutputFormat;
 
@@ -57,4 +58,46 @@ pub fn record<T: Serialize>(
         }
     }
     Ok(())
+}
+
+/// A timestamp as `YYYY-MM-DD HH:MM UTC`; `-` when unset.
+pub fn timestamp(t: &Option<prost_types::Timestamp>) -> String {
+    t.as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// An object type as people write it (`companies`, `contacts`, `deals`).
+pub fn object_name(o: i32) -> String {
+    ObjectType::try_from(o)
+        .map(|t| {
+            t.as_str_name()
+                .trim_start_matches("OBJECT_TYPE_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| o.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_render_in_utc_and_objects_in_lower_case() {
+        for (secs, want) in [
+            (0, "1970-01-01 00:00 UTC"),
+            (1_709_251_200, "2024-03-01 00:00 UTC"),
+            (1_735_689_599, "2024-12-31 23:59 UTC"),
+        ] {
+            let t = Some(prost_types::Timestamp {
+                seconds: secs,
+                nanos: 0,
+            });
+            assert_eq!(timestamp(&t), want);
+        }
+        assert_eq!(timestamp(&None), "-");
+        assert_eq!(object_name(ObjectType::Companies as i32), "companies");
+        assert_eq!(object_name(99), "99");
+    }
 }

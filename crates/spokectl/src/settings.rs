@@ -22,7 +22,7 @@ use spoke_proto::mapping::v1::{
 
 use crate::cli::{ObjectArg, OutputFormat};
 use crate::context::Context;
-use crate::output;
+use crate::output::{self, object_name};
 
 /// Field-mapping commands (admin).
 #[derive(Subcommand, Debug)]
@@ -136,12 +136,6 @@ fn object_type(o: ObjectArg) -> ObjectType {
 
 fn name_of(prefix: &str, s: &str) -> String {
     s.trim_start_matches(prefix).to_ascii_lowercase()
-}
-
-fn object_name(o: i32) -> String {
-    ObjectType::try_from(o)
-        .map(|o| name_of("OBJECT_TYPE_", o.as_str_name()))
-        .unwrap_or_else(|_| o.to_string())
 }
 
 fn action_name(a: i32) -> String {

@@ -3,7 +3,6 @@
 
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
-use spoke_proto::common::v1::ObjectType;
 use spoke_proto::connection::v1::connection_service_client::ConnectionServiceClient;
 use spoke_proto::connection::v1::{
     ContributionCategory, DataSharingSettings, GetDataSharingSettingsRequest,
@@ -11,7 +10,7 @@ use spoke_proto::connection::v1::{
 };
 
 use crate::context::Context;
-use crate::output;
+use crate::output::{self, object_name, timestamp as ts};
 
 /// Data-sharing commands.
 #[derive(Subcommand, Debug)]
@@ -54,12 +53,6 @@ pub enum CategoryArg {
     Usage,
 }
 
-fn ts(t: &Option<prost_types::Timestamp>) -> String {
-    t.as_ref()
-        .map(|t| t.to_string())
-        .unwrap_or_else(|| "-".into())
-}
-
 fn category_name(c: i32) -> String {
     ContributionCategory::try_from(c)
         .map(|c| {
@@ -68,16 +61,6 @@ fn category_name(c: i32) -> String {
                 .to_lowercase()
         })
         .unwrap_or_else(|_| c.to_string())
-}
-
-fn object_name(o: i32) -> String {
-    ObjectType::try_from(o)
-        .map(|t| {
-            t.as_str_name()
-                .trim_start_matches("OBJECT_TYPE_")
-                .to_lowercase()
-        })
-        .unwrap_or_else(|_| o.to_string())
 }
 
 fn print_settings(ctx: &Context, s: &DataSharingSettings) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ use spoke_proto::export::v1::{
 };
 
 use crate::context::Context;
-use crate::output;
+use crate::output::{self, timestamp as ts};
 
 /// Writeback commands.
 #[derive(Subcommand, Debug)]
@@ -85,12 +85,6 @@ fn mode_name(m: i32) -> String {
     WritebackLogMode::try_from(m)
         .map(|t| short(t.as_str_name(), "WRITEBACK_LOG_MODE_"))
         .unwrap_or_else(|_| m.to_string())
-}
-
-fn ts(t: &Option<prost_types::Timestamp>) -> String {
-    t.as_ref()
-        .map(|t| t.to_string())
-        .unwrap_or_else(|| "-".into())
 }
 
 fn parse_types(types: &[String]) -> anyhow::Result<Vec<i32>> {

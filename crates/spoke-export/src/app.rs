@@ -1,5 +1,6 @@
 //! Wiring and lifecycle of the export service.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,11 +105,14 @@ async fn job_gauge(pool: sqlx::PgPool, cancel: CancellationToken) -> spoke_platf
     loop {
         match crate::store::jobs_per_state(&pool).await {
             Ok(rows) => {
-                for (state, n) in rows {
-                    let name = spoke_proto::common::v1::ExportJobState::try_from(state)
-                        .map(|s| s.as_str_name())
-                        .unwrap_or("UNKNOWN");
-                    metrics::gauge!("spoke_export_jobs", "state" => name).set(n as f64);
+                use spoke_proto::common::v1::ExportJobState as S;
+                // Every state has a series from start-up (0 when no job is in it), so dashboards
+                // and alerts see the metric before the first job.
+                let counts: HashMap<i32, i64> = rows.into_iter().collect();
+                for state in (1..=S::Cancelled as i32).filter_map(|v| S::try_from(v).ok()) {
+                    let n = counts.get(&(state as i32)).copied().unwrap_or(0);
+                    metrics::gauge!("spoke_export_jobs", "state" => state.as_str_name())
+                        .set(n as f64);
                 }
             }
             Err(Error::Database(e)) => tracing::debug!(error = %e, "job gauge query failed"),

@@ -100,7 +100,8 @@ pub async fn run(ctx: &Context, cmd: ExportCmd) -> anyhow::Result<()> {
     }
 }
 
-fn object_type(o: ObjectArg) -> ObjectType {
+/// The API's object type of a command-line object.
+pub fn object_type(o: ObjectArg) -> ObjectType {
     match o {
         ObjectArg::Companies => ObjectType::Companies,
         ObjectArg::Contacts => ObjectType::Contacts,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
-use spoke_proto::common::v1::{DuplicateAction, ObjectType, UpdateMode};
+use spoke_proto::common::v1::{DuplicateAction, UpdateMode};
 use spoke_proto::mapping::v1::mapping_service_client::MappingServiceClient;
 use spoke_proto::mapping::v1::{
     DuplicateActionSet, FieldTestStatus, GetDuplicateSettingsRequest, GetExportPreferencesRequest,
@@ -22,6 +22,7 @@ use spoke_proto::mapping::v1::{
 
 use crate::cli::{ObjectArg, OutputFormat};
 use crate::context::Context;
+use crate::export::object_type;
 use crate::output::{self, object_name};
 
 /// Field-mapping commands (admin).
@@ -125,13 +126,6 @@ type Client = MappingServiceClient<tonic::transport::Channel>;
 
 fn client(ctx: &Context) -> anyhow::Result<Client> {
     Ok(MappingServiceClient::new(ctx.channel(&ctx.global.mapping)?))
-}
-
-fn object_type(o: ObjectArg) -> ObjectType {
-    match o {
-        ObjectArg::Companies => ObjectType::Companies,
-        ObjectArg::Contacts => ObjectType::Contacts,
-    }
 }
 
 fn name_of(prefix: &str, s: &str) -> String {
@@ -299,19 +293,27 @@ fn print_mapping(ctx: &Context, m: &Mapping, warnings: &[String]) -> anyhow::Res
     Ok(())
 }
 
+/// The object's current (saved or default) mapping.
+async fn current_mapping(
+    ctx: &Context,
+    c: &mut Client,
+    object: ObjectArg,
+) -> anyhow::Result<Mapping> {
+    Ok(c.get_mapping(ctx.request(GetMappingRequest {
+        object: object_type(object) as i32,
+    })?)
+    .await?
+    .into_inner()
+    .mapping
+    .unwrap_or_default())
+}
+
 /// Runs a mapping command.
 pub async fn mapping(ctx: &Context, cmd: MappingCmd) -> anyhow::Result<()> {
     let mut c = client(ctx)?;
     match cmd {
         MappingCmd::Show { object } => {
-            let m = c
-                .get_mapping(ctx.request(GetMappingRequest {
-                    object: object_type(object) as i32,
-                })?)
-                .await?
-                .into_inner()
-                .mapping
-                .unwrap_or_default();
+            let m = current_mapping(ctx, &mut c, object).await?;
             print_mapping(ctx, &m, &[])
         }
         MappingCmd::Set {
@@ -340,14 +342,7 @@ pub async fn mapping(ctx: &Context, cmd: MappingCmd) -> anyhow::Result<()> {
                     (f.rows()?, f.default_currency)
                 }
                 None => {
-                    let m = c
-                        .get_mapping(ctx.request(GetMappingRequest {
-                            object: object_type(object) as i32,
-                        })?)
-                        .await?
-                        .into_inner()
-                        .mapping
-                        .unwrap_or_default();
+                    let m = current_mapping(ctx, &mut c, object).await?;
                     (m.rows, m.default_currency)
                 }
             };
@@ -561,6 +556,7 @@ async fn show_prefs(ctx: &Context, c: &mut Client) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spoke_proto::common::v1::ObjectType;
 
     #[test]
     fn mapping_file_round_trips_and_names_bad_rows() {
